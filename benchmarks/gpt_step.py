@@ -11,7 +11,11 @@ If the ``hyper-connections`` package (lucidrains) is installed, its ``HyperConne
 (``lucidrains-hc``) and ``mHC`` (``lucidrains-mhc``) run in the same model and harness as a
 reference: an adapter folds our streams ``(B, T, n, C)`` into its ``(B·n, T, C)`` layout.
 
-    python benchmarks/gpt_step.py [--rounds 30] [--threads N] [--n-streams 4]
+With ``--compile`` every model runs under ``torch.compile`` (inductor; compilation happens in
+the untimed warm-up steps and takes minutes on CPU): the constraint maps are many small
+operations, which the compiler fuses.
+
+    python benchmarks/gpt_step.py [--rounds 30] [--threads N] [--n-streams 4] [--compile]
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=12)
     parser.add_argument("--mixers", default=",".join(PRESETS), help="comma-separated presets")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true", help="torch.compile every model")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,9 +87,12 @@ def main() -> None:
     optimizers = {name: build_optimizer(model, learning_rate=1e-3, weight_decay=0.1,
                                         betas=(0.9, 0.99)) for name, model in models.items()}
 
+    run = {name: torch.compile(model) if args.compile else model
+           for name, model in models.items()}
+
     def step(name: str) -> float:
         t0 = time.perf_counter()
-        loss = models[name](x, y)[1]
+        loss = run[name](x, y)[1]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(models[name].parameters(), 1.0)
         optimizers[name].step()
@@ -104,7 +112,8 @@ def main() -> None:
     base = statistics.median(times["residual"])
     print(f"GPT training step, n_layer 4, n_head 4, n_embd 128, block 64, batch "
           f"{args.batch_size}, n_streams {args.n_streams}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds")
+          f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds"
+          f"{', torch.compile' if args.compile else ', eager'}")
     print("| mixer | parameters | median step (ms) | ratio to residual |")
     print("|---|---:|---:|---:|")
     for name, ts in times.items():

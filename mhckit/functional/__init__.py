@@ -1,4 +1,5 @@
-"""Differentiable primitives: Sinkhorn (implicit backward), Cayley, Helmert basis, polar."""
+"""Differentiable primitives: Sinkhorn (implicit backward), Cayley, Helmert basis, polar,
+fused RMSNorm + linear."""
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
 from mhckit.functional.block_energies import block_energies
@@ -7,9 +8,10 @@ from mhckit.functional.cayley_frame import cayley_frame, iterative_cayley_frame
 from mhckit.functional.helmert import helmert_basis
 from mhckit.functional.kronecker import kron, kron_apply, nearest_kronecker_factors
 from mhckit.functional.polar import polar_refine
+from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn
 
 __all__ = ["birkhoff_tangent_projection", "sinkhorn", "SinkhornInfo",
            "cayley", "skew", "helmert_basis", "polar_refine",
            "kron", "kron_apply", "nearest_kronecker_factors",
-           "block_energies", "cayley_frame", "iterative_cayley_frame"]
+           "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear"]

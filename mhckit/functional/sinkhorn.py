@@ -79,24 +79,42 @@ def _newton_step(log_p: torch.Tensor) -> torch.Tensor:
     return torch.where(length > 0, moved, log_p)
 
 
-def _annealing_halvings(logits: torch.Tensor, max_iter: int) -> int:
-    """How many times to halve the logits before iterating (0 for ordinary spreads)."""
+def _logit_spread(logits: torch.Tensor) -> float:
+    """Largest ``max - min`` of the unmasked logits over the matrices of the batch."""
     masked = torch.isneginf(logits)
     top = logits.detach().amax((-1, -2))
     bottom = logits.detach().masked_fill(masked, float("inf")).amin((-1, -2))
-    spread = float((top - bottom).max())
+    return float((top - bottom).max())
+
+
+def _annealing_halvings(spread: float, max_iter: int) -> int:
+    """How many times to halve logits of this spread before iterating (0 for ordinary ones)."""
     if not spread > _ANNEALING_SPREAD:
         return 0
     halvings = math.ceil(math.log2(spread / _ANNEALING_SPREAD))
     return halvings if halvings * _CHECK_EVERY + _SWEEPS_BEFORE_NEWTON <= max_iter else 0
 
 
+def _exp_sweep(p: torch.Tensor) -> torch.Tensor:
+    """:func:`_sweep` on ``P = exp(log P)`` itself: divide by the row sums, then the columns."""
+    p = p / p.sum(-1, keepdim=True)
+    return p / p.sum(-2, keepdim=True)
+
+
 def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
              ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """ε-scaling for huge logits, Sinkhorn sweeps, then Newton steps, until the residual is
-    ``<= tol`` or after ``max_iter`` iterations (sweeps and Newton steps)."""
+    ``<= tol`` or after ``max_iter`` iterations (sweeps and Newton steps).
+
+    Logits spread over at most ``_ANNEALING_SPREAD`` are swept on ``P`` itself (two sums and
+    two divisions a sweep instead of two ``logsumexp``): ``exp(L - max L)`` lies in
+    ``[e^-16, 1]``, far from under- or overflow, and dividing by a sum is exact to rounding,
+    so the iterates are the log-domain ones to rounding. Newton steps work on ``log P``."""
+    if torch.compiler.is_compiling():
+        return _iterate_traced(log_p, max_iter)
     iterations = 0
-    halvings = _annealing_halvings(log_p, max_iter) if log_p.numel() else 0
+    spread = _logit_spread(log_p) if log_p.numel() else 0.0
+    halvings = _annealing_halvings(spread, max_iter)
     # log P = sL + f1ᵀ + 1gᵀ at scale s = 2^-k; doubling log P warm-starts scale 2s exactly.
     if halvings:
         log_p = log_p * 2.0 ** -halvings
@@ -105,21 +123,45 @@ def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
             log_p = _sweep(log_p)
         log_p = log_p * 2.0
         iterations += _CHECK_EVERY
+    p = None  # P while sweeping in the exp domain, else None (log_p holds the iterate)
+    if not spread > _ANNEALING_SPREAD:
+        p = (log_p - log_p.amax((-1, -2), keepdim=True)).exp()
     sweeps = 0
     while iterations < max_iter:
         if sweeps < _SWEEPS_BEFORE_NEWTON:
             for _ in range(min(_CHECK_EVERY, max_iter - iterations)):
-                log_p = _sweep(log_p)
+                if p is None:
+                    log_p = _sweep(log_p)
+                else:
+                    p = _exp_sweep(p)
                 iterations += 1
                 sweeps += 1
         else:  # the sweep keeps every iterate column stochastic, converged or not
+            if p is not None:  # back to log P; masked zeros stay -inf, with zero gradient
+                support = p > 0
+                log_p = torch.where(support, torch.where(support, p, 1.0).log(), -math.inf)
+                p = None
             log_p = _sweep(_newton_step(log_p))
             iterations += 1
         with torch.no_grad():
-            residual = _residual(log_p.exp())
+            residual = _residual(log_p.exp() if p is None else p)
         if residual.numel() == 0 or bool(residual.max() <= tol):
             break
-    return log_p.exp(), residual, iterations
+    return (log_p.exp() if p is None else p), residual, iterations
+
+
+def _iterate_traced(log_p: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """:func:`_iterate` as ``torch.compile`` traces it: ``max_iter`` log-domain sweeps.
+
+    The early stop, the ε-scaling and the switch to Newton steps all decide on values read
+    back to the host, which would break the graph; a traced Sinkhorn is mHC's fixed-count
+    iteration instead (arXiv 2512.24880), which the compiler fuses."""
+    for _ in range(max_iter):
+        log_p = _sweep(log_p)
+    p = log_p.exp()
+    with torch.no_grad():
+        residual = _residual(p)
+    return p, residual, max_iter
 
 
 class _ImplicitSinkhorn(torch.autograd.Function):
@@ -166,7 +208,7 @@ def _check_arguments(logits: object, tol: object, max_iter: object, backward: ob
         raise ValueError(f"logits must have shape (..., n, n) with n >= 1, "
                          f"got shape {tuple(logits.shape)}")
     check_sinkhorn_options(tol, max_iter, backward)
-    if logits.numel() == 0:
+    if logits.numel() == 0 or torch.compiler.is_compiling():  # value checks read the host
         return
     masked = torch.isneginf(logits)
     bad = torch.stack([
@@ -203,6 +245,11 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
     every 5 sweeps and after every Newton step (one host synchronisation per check), or after
     ``max_iter`` iterations. It does not warn when ``tol`` is not reached; the residual says
     so (``return_info=True`` returns ``(P, SinkhornInfo(residual, iterations))``).
+
+    Under ``torch.compile`` every one of those decisions would read a value back to the
+    host and break the graph, so a traced call runs exactly ``max_iter`` plain log-domain
+    sweeps (mHC's fixed-count Sinkhorn), skips the NaN/``-inf``-row checks of its input, and
+    the compiler fuses the sweeps; the residual still reports what was reached.
 
     ``-inf`` entries are masked (``P`` is 0 there); a row or column entirely ``-inf`` raises
     ``ValueError``. If the unmasked pattern supports no doubly stochastic matrix, ``P``

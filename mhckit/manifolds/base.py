@@ -43,6 +43,8 @@ def check_tensor(x: object, name: str, *, trailing: tuple[int, ...] | None = Non
 
     Raises ``TypeError`` if ``x`` is not a floating-point tensor, ``ValueError`` if its
     trailing dimensions differ from ``trailing`` or (with ``finite``) if it holds NaN/inf.
+    The NaN/inf check reads a value back to the host, so it is skipped while
+    ``torch.compile`` traces (it would break the graph); eager calls always make it.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -54,7 +56,7 @@ def check_tensor(x: object, name: str, *, trailing: tuple[int, ...] | None = Non
             raise ValueError(
                 f"{name} must have trailing shape {tuple(trailing)}, got shape {tuple(x.shape)}"
             )
-    if finite and not bool(torch.isfinite(x).all()):
+    if finite and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, got NaN or inf entries")
     return x
 

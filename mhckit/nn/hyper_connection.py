@@ -6,9 +6,9 @@ import math
 
 import geoopt
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.manifolds.base import Manifold, check_size
 from mhckit.nn.preset import Preset, get_preset
 from mhckit.nn.stream_weights import one_hot_target, stream_weights, stream_weights_inverse
@@ -134,8 +134,8 @@ class HyperConnection(nn.Module):
         a_res = None if self.riemannian else self.res_bias.flatten()
         if self.dynamic:
             flat = x.flatten(-2)  # vec(x): (..., n·C)
-            feats = F.rms_norm(flat, (flat.shape[-1],), eps=1e-6)
-            parts = self.projection(feats).split((n, n, self.res_size), dim=-1)
+            parts = rms_norm_linear(flat, self.projection.weight, eps=1e-6).split(
+                (n, n, self.res_size), dim=-1)
             if self.preset.dynamic_activation == "tanh":
                 # tanh after the split: tanh -> split gives a wrong input gradient under
                 # torch.compile (inductor, CPU, torch 2.13).
@@ -178,10 +178,14 @@ class HyperConnection(nn.Module):
             read = x.mean(dim=-2)
             return x + self._branch(read, args, kwargs).unsqueeze(-2)
         h_pre, h_post, point = self.coefficients(x)
-        read = (h_pre.to(x.dtype).unsqueeze(-2) @ x).squeeze(-2)  # (..., C)
-        out = self._branch(read, args, kwargs)
-        mixed = self.manifold.apply(point.to(x.dtype), x)  # (..., n, C)
-        return mixed + h_post.to(x.dtype).unsqueeze(-1) * out.unsqueeze(-2)
+        h_res = self.manifold.as_matrix(point).to(x.dtype)
+        # read and mix in one batched matmul: [H_pre; H_res] · x, shape (..., 1 + n, C)
+        n, batch = self.n_streams, torch.broadcast_shapes(h_pre.shape[:-1], h_res.shape[:-2])
+        coupled = torch.cat([h_pre.to(x.dtype).unsqueeze(-2).expand(*batch, 1, n),
+                             h_res.expand(*batch, n, n)], dim=-2)
+        read, mixed = (coupled @ x).split((1, n), dim=-2)
+        out = self._branch(read.squeeze(-2), args, kwargs)
+        return torch.addcmul(mixed, h_post.to(x.dtype).unsqueeze(-1), out.unsqueeze(-2))
 
     def _branch(self, read, args, kwargs):
         return read if self.branch is None else self.branch(read, *args, **kwargs)
