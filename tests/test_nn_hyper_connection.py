@@ -150,6 +150,16 @@ def test_compiled_block_matches_eager(mixer):
     _compiled_matches_eager(mixer)
 
 
+@pytest.mark.parametrize("mixer", ["hc", "mhc"])
+def test_block_compiles_to_one_graph(mixer):
+    # value checks and Sinkhorn's early stop read the host; traced, they step aside
+    torch._dynamo.reset()
+    block = HyperConnection(4, N, mixer, branch=nn.Linear(4, 4))
+    explanation = torch._dynamo.explain(block)(torch.randn(2, 3, N, 4))
+    torch._dynamo.reset()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mixer", sorted(set(PRESETS) - {"hc", "mhc"}))
 def test_compiled_block_matches_eager_for_every_preset(mixer):

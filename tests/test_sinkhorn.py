@@ -220,3 +220,39 @@ def test_implicit_backward_works_under_torch_func_jacrev():
 
     expected = torch.autograd.functional.jacobian(f, z)
     torch.testing.assert_close(torch.func.jacrev(f)(z), expected, rtol=0, atol=1e-12)
+
+
+# -- the two iterations: exp-domain sweeps and the traced fixed-count path -------------------
+
+def log_domain_sweeps(logits, sweeps):
+    """Reference: ``sweeps`` plain log-domain Sinkhorn iterations (rows, then columns)."""
+    log_p = logits
+    for _ in range(sweeps):
+        log_p = log_p - log_p.logsumexp(-1, keepdim=True)
+        log_p = log_p - log_p.logsumexp(-2, keepdim=True)
+    return log_p.exp()
+
+
+@given(n=st.integers(1, 6), spread=st.floats(0.0, 16.0), sweeps=st.integers(1, 20),
+       seed=st.integers(0, 2**16))
+def test_exp_domain_sweeps_equal_log_domain_sweeps_for_moderate_logits(n, spread, sweeps, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = spread * torch.rand(3, n, n, generator=generator, dtype=torch.float64)
+    p = sinkhorn(logits, tol=0.0, max_iter=sweeps)  # may stop early at an exact fixed point
+    torch.testing.assert_close(p, log_domain_sweeps(logits, sweeps), atol=1e-12, rtol=1e-10)
+
+
+def test_traced_sinkhorn_has_no_graph_break_and_matches_eager_within_tol():
+    torch._dynamo.reset()
+    logits = 3.0 * torch.eye(4) + 0.3 * torch.randn(16, 4, 4)
+
+    def fn(z):
+        return sinkhorn(z, tol=1e-6, max_iter=20, return_info=True)
+
+    explanation = torch._dynamo.explain(fn)(logits)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    traced, info = torch.compile(fn, backend="eager", fullgraph=True)(logits)
+    torch._dynamo.reset()
+    assert info.iterations == 20  # a fixed count: no early stop while traced
+    torch.testing.assert_close(traced, log_domain_sweeps(logits, 20), atol=1e-6, rtol=0)
+    torch.testing.assert_close(traced, sinkhorn(logits, tol=1e-6, max_iter=20), atol=2e-6, rtol=0)

@@ -38,16 +38,37 @@ class SinkhornInfo(NamedTuple):
     iterations: int
 
 
-def _residual(p: torch.Tensor) -> torch.Tensor:
-    rows = (p.sum(-1) - 1).abs().amax(-1)
-    cols = (p.sum(-2) - 1).abs().amax(-1)
+# The sweeps run on the batch-last layout ``(n, n, B)``: a row or column sum then adds whole
+# length-B vectors (vectorized), where on ``(B, n, n)`` it reduces runs of n contiguous
+# numbers one matrix at a time -- a sweep of 768 4x4 matrices is 6x faster on CPU this way.
+def _batch_last(x: torch.Tensor) -> torch.Tensor:
+    """``(..., n, n) -> (n, n, B)``, ``B`` the number of matrices."""
+    n = x.shape[-1]
+    return x.reshape(-1, n, n).permute(1, 2, 0).contiguous()
+
+
+def _batch_first(q: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Inverse of :func:`_batch_last`: ``(n, n, B) -> shape``."""
+    return q.permute(2, 0, 1).reshape(shape)
+
+
+def _residual(q: torch.Tensor) -> torch.Tensor:
+    """``max(|P1 - 1|, |Pᵀ1 - 1|)`` per matrix of the batch-last ``q``, shape ``(B,)``."""
+    rows = (q.sum(1) - 1).abs().amax(0)
+    cols = (q.sum(0) - 1).abs().amax(0)
     return torch.maximum(rows, cols)
 
 
-def _sweep(log_p: torch.Tensor) -> torch.Tensor:
-    """One Sinkhorn iteration: normalize rows, then columns, in the log domain."""
-    log_p = log_p - log_p.logsumexp(-1, keepdim=True)
-    return log_p - log_p.logsumexp(-2, keepdim=True)
+def _sweep(log_q: torch.Tensor) -> torch.Tensor:
+    """One Sinkhorn iteration on batch-last ``log P``: normalize rows, then columns."""
+    log_q = log_q - log_q.logsumexp(1, keepdim=True)
+    return log_q - log_q.logsumexp(0, keepdim=True)
+
+
+def _exp_sweep(q: torch.Tensor) -> torch.Tensor:
+    """:func:`_sweep` on batch-last ``P`` itself: divide by the row sums, then the columns."""
+    q = q / q.sum(1, keepdim=True)
+    return q / q.sum(0, keepdim=True)
 
 
 def _newton_step(log_p: torch.Tensor) -> torch.Tensor:
@@ -95,12 +116,6 @@ def _annealing_halvings(spread: float, max_iter: int) -> int:
     return halvings if halvings * _CHECK_EVERY + _SWEEPS_BEFORE_NEWTON <= max_iter else 0
 
 
-def _exp_sweep(p: torch.Tensor) -> torch.Tensor:
-    """:func:`_sweep` on ``P = exp(log P)`` itself: divide by the row sums, then the columns."""
-    p = p / p.sum(-1, keepdim=True)
-    return p / p.sum(-2, keepdim=True)
-
-
 def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
              ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """ε-scaling for huge logits, Sinkhorn sweeps, then Newton steps, until the residual is
@@ -112,42 +127,41 @@ def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
     so the iterates are the log-domain ones to rounding. Newton steps work on ``log P``."""
     if torch.compiler.is_compiling():
         return _iterate_traced(log_p, max_iter)
-    iterations = 0
+    shape, iterations = log_p.shape, 0
     spread = _logit_spread(log_p) if log_p.numel() else 0.0
     halvings = _annealing_halvings(spread, max_iter)
+    q = _batch_last(log_p)  # log P, or P itself while ``exp_domain``
     # log P = sL + f1ᵀ + 1gᵀ at scale s = 2^-k; doubling log P warm-starts scale 2s exactly.
     if halvings:
-        log_p = log_p * 2.0 ** -halvings
+        q = q * 2.0 ** -halvings
     for _ in range(halvings):
         for _ in range(_CHECK_EVERY):
-            log_p = _sweep(log_p)
-        log_p = log_p * 2.0
+            q = _sweep(q)
+        q = q * 2.0
         iterations += _CHECK_EVERY
-    p = None  # P while sweeping in the exp domain, else None (log_p holds the iterate)
-    if not spread > _ANNEALING_SPREAD:
-        p = (log_p - log_p.amax((-1, -2), keepdim=True)).exp()
+    exp_domain = not spread > _ANNEALING_SPREAD
+    if exp_domain:
+        q = (q - q.amax((0, 1), keepdim=True)).exp()
     sweeps = 0
     while iterations < max_iter:
         if sweeps < _SWEEPS_BEFORE_NEWTON:
             for _ in range(min(_CHECK_EVERY, max_iter - iterations)):
-                if p is None:
-                    log_p = _sweep(log_p)
-                else:
-                    p = _exp_sweep(p)
+                q = _exp_sweep(q) if exp_domain else _sweep(q)
                 iterations += 1
                 sweeps += 1
         else:  # the sweep keeps every iterate column stochastic, converged or not
-            if p is not None:  # back to log P; masked zeros stay -inf, with zero gradient
-                support = p > 0
-                log_p = torch.where(support, torch.where(support, p, 1.0).log(), -math.inf)
-                p = None
-            log_p = _sweep(_newton_step(log_p))
+            if exp_domain:  # back to log P; masked zeros stay -inf, with zero gradient
+                support = q > 0
+                q = torch.where(support, torch.where(support, q, 1.0).log(), -math.inf)
+                exp_domain = False
+            q = _sweep(_batch_last(_newton_step(_batch_first(q, shape))))
             iterations += 1
         with torch.no_grad():
-            residual = _residual(log_p.exp() if p is None else p)
+            residual = _residual(q if exp_domain else q.exp())
         if residual.numel() == 0 or bool(residual.max() <= tol):
             break
-    return (log_p.exp() if p is None else p), residual, iterations
+    p = _batch_first(q if exp_domain else q.exp(), shape)
+    return p, residual.reshape(shape[:-2]), iterations
 
 
 def _iterate_traced(log_p: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -156,12 +170,13 @@ def _iterate_traced(log_p: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, t
     The early stop, the ε-scaling and the switch to Newton steps all decide on values read
     back to the host, which would break the graph; a traced Sinkhorn is mHC's fixed-count
     iteration instead (arXiv 2512.24880), which the compiler fuses."""
+    q = _batch_last(log_p)
     for _ in range(max_iter):
-        log_p = _sweep(log_p)
-    p = log_p.exp()
+        q = _sweep(q)
+    q = q.exp()
     with torch.no_grad():
-        residual = _residual(p)
-    return p, residual, max_iter
+        residual = _residual(q)
+    return _batch_first(q, log_p.shape), residual.reshape(log_p.shape[:-2]), max_iter
 
 
 class _ImplicitSinkhorn(torch.autograd.Function):
