@@ -48,8 +48,8 @@ def _batch_last(x: torch.Tensor) -> torch.Tensor:
 
 
 def _batch_first(q: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-    """Inverse of :func:`_batch_last`: ``(n, n, B) -> shape``."""
-    return q.permute(2, 0, 1).reshape(shape)
+    """Inverse of :func:`_batch_last`: ``(n, n, B) -> shape``, contiguous."""
+    return q.permute(2, 0, 1).reshape(shape).contiguous()
 
 
 def _residual(q: torch.Tensor) -> torch.Tensor:
