@@ -221,3 +221,53 @@ def test_bad_method_arguments_raise_naming_them():
         m.projx(torch.full((3, 3), math.inf))
     with pytest.raises(ValueError, match="size must have trailing shape"):
         m.random(2, 4, 4)
+
+
+# -- vector transport and the step safeguard ------------------------------------------------
+
+@given(n=st.integers(2, 6), seed=st.integers(0, 2**16), scale=st.floats(0.1, 3.0))
+def test_transport_is_linear_into_the_new_tangent_space_and_the_identity_in_place(n, seed, scale):
+    torch.manual_seed(seed)
+    m = Birkhoff(n)
+    x, y = m.random(2, n, n, dtype=F64, scale=scale), m.random(2, n, n, dtype=F64, scale=scale)
+    v, w = tangent(m, x), tangent(m, x)
+    moved = m.transp(x, y, v)
+    atol = 1e-12 * (1.0 + float(moved.abs().max()))  # v ⊙ y / x is large where x is tiny
+    torch.testing.assert_close(m.proju(y, moved), moved, atol=atol, rtol=0)  # in T_y
+    torch.testing.assert_close(moved.sum(-1), torch.zeros(2, n, dtype=F64), atol=atol, rtol=0)
+    torch.testing.assert_close(m.transp(x, y, 2.0 * v - w), 2.0 * moved - m.transp(x, y, w),
+                               atol=3 * atol, rtol=0)
+    torch.testing.assert_close(m.transp(x, x, v), v, atol=1e-12, rtol=0)
+
+
+def test_transport_keeps_log_coordinates_so_momentum_shrinks_with_its_entry():
+    """From ``x = 11ᵀ/2`` to ``y`` whose diagonal is ten times smaller, the tangent
+    ``v = -0.1 E`` (``E = [[1, -1], [-1, 1]]``, which spans every tangent space of ``B(2)``)
+    becomes ``a E`` with ``a = <v ⊙ y/x, E>_y / <E, E>_y = -0.8 / (40 + 2/0.95)``: about a
+    fifth of ``v``, where a plain projection onto ``T_y`` would return ``v`` itself."""
+    m = Birkhoff(2)
+    x = torch.full((2, 2), 0.5, dtype=F64)
+    y = torch.tensor([[0.05, 0.95], [0.95, 0.05]], dtype=F64)
+    e = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=F64)
+    torch.testing.assert_close(m.transp(x, y, -0.1 * e), -0.8 / (40 + 2 / 0.95) * e)
+    torch.testing.assert_close(m.proju(y, -0.1 * e), -0.1 * e)
+
+
+def test_transport_vanishes_where_the_source_point_is_zero():
+    m = Birkhoff(3)
+    x = torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [0.5, 0.5, 0.0]], dtype=F64)
+    v = tangent(m, x)
+    moved = m.transp(x, x, v)
+    assert bool((moved[x == 0] == 0).all()) and bool(torch.isfinite(moved).all())
+
+
+def test_max_step_bounds_the_shrink_of_every_entry_and_leaves_safe_steps_alone():
+    torch.manual_seed(0)
+    m = Birkhoff(4)
+    x = m.random(3, 4, 4, dtype=F64)
+    u = tangent(m, x)
+    long, short = 100.0 * u, 1e-3 * u
+    t = m.max_step(x, long)
+    assert t.shape == (3, 1, 1) and bool((t < 1).all())
+    assert float((t * long / x).min()) >= -1.0 - 1e-12  # no entry shrinks by more than e
+    assert bool((m.max_step(x, short) == 1).all())

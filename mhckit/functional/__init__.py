@@ -7,6 +7,7 @@ from mhckit.functional.cayley import cayley, skew
 from mhckit.functional.cayley_frame import cayley_frame, iterative_cayley_frame
 from mhckit.functional.helmert import helmert_basis
 from mhckit.functional.kronecker import kron, kron_apply, nearest_kronecker_factors
+from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.polar import polar_refine
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn
@@ -14,4 +15,5 @@ from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn
 __all__ = ["birkhoff_tangent_projection", "sinkhorn", "SinkhornInfo",
            "cayley", "skew", "helmert_basis", "polar_refine",
            "kron", "kron_apply", "nearest_kronecker_factors",
-           "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear"]
+           "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear",
+           "multiplicative_max_step"]

@@ -8,6 +8,7 @@ import torch
 from geoopt.utils import size2shape
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
+from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.sinkhorn import check_sinkhorn_options, sinkhorn
 from mhckit.manifolds.base import Manifold, check_size, check_tensor, default_atol
 
@@ -31,7 +32,13 @@ class Birkhoff(Manifold):
       idempotent, and defined at permutation matrices;
     * ``egrad2rgrad(X, G) = proju(X, X ⊙ G)``, so ``<rgrad, V>_X = <G, V>`` for tangent ``V``;
     * ``retr(X, U) = sinkhorn(log X + U / X)`` (Sinkhorn scaling of ``X ⊙ exp(U / X)``), with
-      ``U / X`` clipped to ``±step_clip``; ``transp`` projects onto the new tangent space;
+      ``U / X`` clipped to ``±step_clip``; ``max_step(X, U)`` the fraction of ``U`` it takes
+      safely (:func:`~mhckit.functional.multiplicative_max_step`);
+    * ``transp(X, Y, V) = proju(Y, V ⊙ Y / X)``: the retraction moves in the log-coordinates
+      ``U / X``, so the transport keeps a vector's log-coordinates ``V / X`` and reads them
+      at ``Y`` (then projects onto ``T_Y``). A momentum component therefore shrinks with the
+      entry it pushes; a plain projection would keep its size and let ``V / Y`` blow up as
+      the entry shrinks, driving momentum SGD into the boundary;
     * ``projx(X) = sinkhorn(log X)``: the KL (I-)projection ``argmin_P KL(P ‖ X)`` onto the
       set, which is *not* the Euclidean nearest point; entries ``<= 0`` count as ``√tiny``;
     * ``random``: ``sinkhorn(scale · G)`` for standard Gaussian logits ``G``;
@@ -105,6 +112,23 @@ class Birkhoff(Manifold):
                              torch.full_like(x_safe, -math.inf))
         work = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
         return self._sinkhorn(work).to(logits.dtype)
+
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Transport ``v ∈ T_x`` to ``T_y``: ``proju(y, v ⊙ y / x)`` (0 where ``x = 0``).
+
+        A vector transport: linear in ``v``, into ``T_y``, the identity on ``T_x`` when
+        ``y = x``. It keeps the log-coordinates ``v / x`` in which :meth:`retr` moves."""
+        check_tensor(x, "x", trailing=self.shape)
+        check_tensor(v, "v", trailing=self.shape)
+        support, x_safe = _safe_positive(x)
+        scaled = torch.where(support, v * y / x_safe, torch.zeros_like(v * y))
+        return self.proju(y, scaled)
+
+    def max_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Largest fraction ``t ∈ (0, 1]`` of ``u`` that :meth:`retr` takes from ``x`` without
+        shrinking an entry by more than a factor ``e`` (or growing it by more than ``e²⁰``),
+        per matrix, shape ``x.shape[:-2] + (1, 1)``; used by :mod:`mhckit.optim`."""
+        return multiplicative_max_step(x, u)
 
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *,
               keepdim: bool = False) -> torch.Tensor:

@@ -31,35 +31,14 @@ from collections.abc import Callable, Iterable
 import geoopt
 import torch
 
-from mhckit.manifolds import Birkhoff
+from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.optim.buckets import Bucket, manifold_key, manifold_of
 
-__all__ = ["RiemannianOptimizer", "multiplicative_max_step", "point_error", "step_limit_of"]
+__all__ = ["RiemannianOptimizer", "point_error", "step_limit_of"]
 
 
-def multiplicative_max_step(x: torch.Tensor, u: torch.Tensor, *, shrink: float = 1.0,
-                            grow: float = 20.0) -> torch.Tensor:
-    """Safeguard of the multiplicative retraction ``retr_x(u) = P(x ⊙ exp(u / x))``.
-
-    Returns ``t = min(1, shrink / max(-u/x), grow / max(u/x))`` per matrix, shape
-    ``x.shape[:-2] + (1, 1)``: after scaling ``u`` by ``t`` no entry shrinks by more than a
-    factor ``e^shrink`` nor grows by more than ``e^grow`` before the Sinkhorn projection
-    ``P``. Without it a long momentum step drives entries of a doubly stochastic matrix to
-    exact zeros (``exp`` underflows), where the multiplicative update can never move them
-    again (the retraction is Douik & Hassibi's, arXiv 1802.02628).
-    """
-    support = x > 0  # entries already at 0 stay there (tangent vectors vanish on them)
-    ratio = torch.where(support, u / torch.where(support, x, torch.ones_like(x)),
-                        torch.zeros_like(u))
-    worst_shrink = (-ratio).amax(dim=(-2, -1), keepdim=True)
-    worst_grow = ratio.amax(dim=(-2, -1), keepdim=True)
-    # a safe step gets exactly 1 (shrink / 0 = inf, clamped): it is not touched at all
-    return torch.minimum((shrink / worst_shrink.clamp_min(0)).clamp(max=1.0),
-                         (grow / worst_grow.clamp_min(0)).clamp(max=1.0))
-
-
-#: Sets whose retraction is multiplicative but that do not (yet) define ``max_step``.
-_MULTIPLICATIVE_RETRACTIONS = (geoopt.BirkhoffPolytope, Birkhoff)
+#: Sets whose retraction is multiplicative but that define no ``max_step`` (geoopt's).
+_MULTIPLICATIVE_RETRACTIONS = (geoopt.BirkhoffPolytope,)
 
 
 def step_limit_of(manifold: geoopt.Manifold
@@ -68,9 +47,10 @@ def step_limit_of(manifold: geoopt.Manifold
     the tangent step ``u`` that ``manifold.retr`` takes safely from ``x`` (broadcasting
     against ``u``), or ``None`` for no limit.
 
-    The manifold's own optional ``max_step(x, u)`` method first; for the Birkhoff polytopes
-    of geoopt and mhckit, whose retractions are multiplicative and which define no such
-    method, :func:`multiplicative_max_step`. Resolved once per parameter by the optimizer.
+    The manifold's own optional ``max_step(x, u)`` method first (mhckit's ``Birkhoff``
+    defines one); for geoopt's ``BirkhoffPolytope``, whose retraction is multiplicative and
+    which defines no such method, :func:`~mhckit.functional.multiplicative_max_step`.
+    Resolved once per parameter by the optimizer.
     """
     limit = getattr(manifold, "max_step", None)
     if limit is not None:
