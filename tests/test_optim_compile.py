@@ -1,13 +1,10 @@
-"""``torch.compile`` of the optimizer step: same result as eager, no graph break of ours.
+"""``torch.compile`` of the optimizer step: same result as eager, no graph break at all.
 
 The step keeps step counts as tensors while compiling (no recompilation per step) and never
-reads a tensor value back to the host, so a step over manifolds whose maps are pure tensor
-code (Stiefel) compiles to one graph. The Birkhoff maps check their arguments on the host
-and stop Sinkhorn on a tolerance, which breaks the graph inside the manifold; the test
-pins that every break there comes from the manifold, none from mhckit.optim.
+reads a tensor value back to the host: value checks are off while tracing
+(:func:`mhckit.functional.value_checks_enabled`) and a traced Sinkhorn runs a fixed number
+of sweeps, so a step over Stiefel or Birkhoff parameters compiles to one graph.
 """
-
-import pathlib
 
 import geoopt
 import pytest
@@ -15,11 +12,8 @@ import torch
 import torch._dynamo
 from torch._dynamo.testing import CompileCounter
 
-import mhckit.optim
 from mhckit import manifolds as M
 from mhckit.optim import RiemannianAdam, RiemannianSGD
-
-OPTIM_DIR = str(pathlib.Path(mhckit.optim.__file__).parent)
 
 OPTIMIZERS = {
     "adam": lambda params: RiemannianAdam(params, lr=0.05, weight_decay=0.1),
@@ -88,7 +82,7 @@ def test_inductor_compiled_adam_step_matches_eager():
 
 
 @pytest.mark.parametrize("name", ["adam", pytest.param("sgd", marks=pytest.mark.slow)])
-def test_compiled_step_on_birkhoff_matches_eager_and_breaks_only_inside_the_manifold(name):
+def test_compiled_step_on_birkhoff_matches_eager_without_graph_breaks(name):
     # dynamo's explain() runs the step it compiles, so one pass gives result and breaks
     manifold = M.Birkhoff(4)
     eager, compiled = make_params(manifold, (4, 4)), make_params(manifold, (4, 4))
@@ -100,8 +94,7 @@ def test_compiled_step_on_birkhoff_matches_eager_and_breaks_only_inside_the_mani
         if i == 0:
             compiled_opt.step()
     explanation = torch._dynamo.explain(compiled_opt.step)()
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    # eager Sinkhorn stops at tol = 1e-6, the traced one runs max_iter sweeps
     for p, q in pairs:
         torch.testing.assert_close(q.detach(), p.detach(), atol=1e-5, rtol=1e-5)
-    for reason in explanation.break_reasons:
-        assert reason.user_stack, reason.reason
-        assert not reason.user_stack[-1].filename.startswith(OPTIM_DIR), reason

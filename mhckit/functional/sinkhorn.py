@@ -8,6 +8,7 @@ from typing import NamedTuple
 import torch
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection, solve_scaling_system
+from mhckit.functional.value_checks import value_checks_enabled
 
 __all__ = ["SinkhornInfo", "sinkhorn", "check_sinkhorn_options"]
 
@@ -223,7 +224,7 @@ def _check_arguments(logits: object, tol: object, max_iter: object, backward: ob
         raise ValueError(f"logits must have shape (..., n, n) with n >= 1, "
                          f"got shape {tuple(logits.shape)}")
     check_sinkhorn_options(tol, max_iter, backward)
-    if logits.numel() == 0 or torch.compiler.is_compiling():  # value checks read the host
+    if logits.numel() == 0 or not value_checks_enabled():  # value checks read the host
         return
     masked = torch.isneginf(logits)
     bad = torch.stack([
@@ -263,8 +264,9 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
 
     Under ``torch.compile`` every one of those decisions would read a value back to the
     host and break the graph, so a traced call runs exactly ``max_iter`` plain log-domain
-    sweeps (mHC's fixed-count Sinkhorn), skips the NaN/``-inf``-row checks of its input, and
-    the compiler fuses the sweeps; the residual still reports what was reached.
+    sweeps (mHC's fixed-count Sinkhorn) and the compiler fuses them; the residual still
+    reports what was reached. The NaN/``-inf``-row checks of the input are skipped while
+    tracing and inside ``value_checks(False)`` (:mod:`mhckit.functional.value_checks`).
 
     ``-inf`` entries are masked (``P`` is 0 there); a row or column entirely ``-inf`` raises
     ``ValueError``. If the unmasked pattern supports no doubly stochastic matrix, ``P``

@@ -29,6 +29,8 @@ from abc import abstractmethod
 import geoopt
 import torch
 
+from mhckit.functional.value_checks import value_checks_enabled
+
 __all__ = ["Manifold", "default_atol", "check_tensor"]
 
 
@@ -43,8 +45,9 @@ def check_tensor(x: object, name: str, *, trailing: tuple[int, ...] | None = Non
 
     Raises ``TypeError`` if ``x`` is not a floating-point tensor, ``ValueError`` if its
     trailing dimensions differ from ``trailing`` or (with ``finite``) if it holds NaN/inf.
-    The NaN/inf check reads a value back to the host, so it is skipped while
-    ``torch.compile`` traces (it would break the graph); eager calls always make it.
+    The NaN/inf check reads a value back to the host, so it is skipped where
+    :func:`~mhckit.functional.value_checks_enabled` says so (while ``torch.compile``
+    traces, and inside ``value_checks(False)``).
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
@@ -56,7 +59,7 @@ def check_tensor(x: object, name: str, *, trailing: tuple[int, ...] | None = Non
             raise ValueError(
                 f"{name} must have trailing shape {tuple(trailing)}, got shape {tuple(x.shape)}"
             )
-    if finite and not torch.compiler.is_compiling() and not bool(torch.isfinite(x).all()):
+    if finite and value_checks_enabled() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} must be finite, got NaN or inf entries")
     return x
 

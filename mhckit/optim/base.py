@@ -19,8 +19,9 @@ One step of a subclass
 No point is re-projected unless asked (``stabilize=k``: ``projx`` every ``k``-th step of a
 parameter, the transported state re-projected with it); the drift is *measured* by
 :meth:`RiemannianOptimizer.constraint_error` instead. The step reads no tensor value back to
-the host, so it never waits on a GPU (the manifold's own maps may: a Sinkhorn that stops on
-a tolerance must).
+the host, so it never waits on a GPU: it runs the manifold maps inside
+``value_checks(False)`` (its points are on their sets by construction), so their argument
+checks read nothing either (a Sinkhorn that stops on a tolerance still must).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import geoopt
 import torch
 
 from mhckit.functional.multiplicative_step import multiplicative_max_step
+from mhckit.functional.value_checks import value_checks
 from mhckit.optim.buckets import Bucket, manifold_key, manifold_of
 
 __all__ = ["RiemannianOptimizer", "point_error", "step_limit_of"]
@@ -143,13 +145,20 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():  # value checks are off while tracing anyway
+            self._update()
+        else:
+            with value_checks(False):  # the points are on their sets by construction
+                self._update()
+        return loss
+
+    def _update(self) -> None:
         for group in self.param_groups:
             euclidean, buckets = self._partition(group)
             if euclidean:
                 self._euclidean_update(group, euclidean)
             for bucket in buckets:
                 self._riemannian_update(group, bucket)
-        return loss
 
     def _manifold_and_key(self, param: torch.Tensor) -> tuple:
         """``(manifold, manifold_key, step_limit_of)`` of ``param``, computed once."""
