@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import torch
+from training_scripts import KILL_ON_SECOND_SAVE, PLAIN
 
 from mhckit.models import load_checkpoint, read_metrics
 
@@ -38,24 +39,6 @@ def test_two_process_ddp_matches_one_process_with_the_global_batch(tmp_path):
         assert got == pytest.approx(want, abs=1e-5)
     ckpt = load_checkpoint(tmp_path / "ddp")
     assert ckpt["step"] == 8 and len(ckpt["rng"]) == 2
-
-
-KILL_ON_SECOND_SAVE = """
-import io, os, signal, sys, torch
-save, calls = torch.save, []
-def killing_save(obj, f, *args, **kwargs):
-    if not isinstance(f, io.BytesIO):  # all_gather_object pickles through torch.save too
-        calls.append(1)
-    if len(calls) == 2:  # rank 0 dies in the middle of writing its second checkpoint
-        f.write(b"PK\\\\x03\\\\x04torn")
-        f.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    return save(obj, f, *args, **kwargs)
-torch.save = killing_save
-from mhckit.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-PLAIN = "import sys; from mhckit.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 def torchrun(script, args, tmp_path):

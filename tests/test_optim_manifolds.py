@@ -258,40 +258,37 @@ def test_multiplicative_safeguard_bounds_the_relative_shrink_of_every_entry(shri
     assert bool((t.view(3)[safe] == 1).all())  # a step that is already safe is not shortened
 
 
+def smallest_entry_under_momentum_sgd(manifold, lr, steps):
+    """Fit 8 Birkhoff points to 8 targets by momentum SGD (μ 0.9); the smallest entry any
+    point reaches on the way, and the final points."""
+    torch.manual_seed(0)
+    params = [geoopt.ManifoldParameter(start_point(manifold, (4, 4)), manifold=manifold)
+              for _ in range(8)]
+    targets = [start_point(manifold, (4, 4)) for _ in range(8)]
+    opt = RiemannianSGD(params, lr=lr, momentum=0.9)
+    smallest = 1.0
+    for _ in range(steps):
+        opt.zero_grad()
+        sum(0.5 * (p - t).pow(2).sum() for p, t in zip(params, targets, strict=True)).backward()
+        opt.step()
+        smallest = min(smallest, min(float(p.detach().min()) for p in params))
+    return smallest, params
+
+
 def test_momentum_sgd_keeps_doubly_stochastic_entries_off_zero():
     # geoopt's Birkhoff retraction is X ⊙ exp(U/X) then Sinkhorn: a long momentum step
     # underflows entries to zero (geoopt clamps them at 1e-12, then the loss turns NaN).
     # The safeguard bounds every entry's shrink per step (measured: without it, this run
     # reaches the 1e-12 floor; with it, the smallest entry stays near 3e-5).
-    torch.manual_seed(0)
-    manifold = geoopt.BirkhoffPolytope()
-    params = [geoopt.ManifoldParameter(manifold.random(4, 4), manifold=manifold)
-              for _ in range(8)]
-    targets = [manifold.random(4, 4) for _ in range(8)]
-    opt = RiemannianSGD(params, lr=30.0, momentum=0.9)
-    smallest = 1.0
-    for _ in range(60):
-        opt.zero_grad()
-        sum(0.5 * (p - t).pow(2).sum() for p, t in zip(params, targets, strict=True)).backward()
-        opt.step()
-        smallest = min(smallest, min(float(p.detach().min()) for p in params))
+    smallest, params = smallest_entry_under_momentum_sgd(geoopt.BirkhoffPolytope(), 30.0, 60)
     assert smallest > 1e-6
     assert all(bool(torch.isfinite(p).all()) for p in params)
 
 
 def test_momentum_sgd_on_mhckit_birkhoff_keeps_entries_off_zero():
-    torch.manual_seed(0)
-    manifold = M.Birkhoff(4)
-    params = [geoopt.ManifoldParameter(start_point(manifold, (4, 4)), manifold=manifold)
-              for _ in range(8)]
-    targets = [start_point(manifold, (4, 4)) for _ in range(8)]
-    opt = RiemannianSGD(params, lr=0.3, momentum=0.9)
-    smallest = 1.0
-    for _ in range(40):
-        opt.zero_grad()
-        sum(0.5 * (p - t).pow(2).sum() for p, t in zip(params, targets, strict=True)).backward()
-        opt.step()
-        smallest = min(smallest, min(float(p.detach().min()) for p in params))
+    # transport in log-coordinates, proju(Y, V ⊙ Y / X): measured smallest entry 2.6e-3;
+    # with a plain projection as transport, entries reach 6e-17 in this run
+    smallest, _ = smallest_entry_under_momentum_sgd(M.Birkhoff(4), 0.3, 40)
     assert smallest > 1e-4
 
 

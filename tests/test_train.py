@@ -8,6 +8,7 @@ import sys
 import geoopt
 import pytest
 import torch
+from training_scripts import KILL_ON_SECOND_SAVE, PLAIN
 
 from mhckit.cli import main
 from mhckit.models import (
@@ -195,25 +196,6 @@ def test_compare_prints_one_table_and_plots_all_curves(tmp_path, capsys):
 
 
 # -- exact resume after SIGKILL -----------------------------------------------------------
-KILL_ON_SECOND_SAVE = """
-import os, signal, sys, torch
-save, calls = torch.save, []
-def killing_save(obj, f, *args, **kwargs):
-    calls.append(1)
-    if len(calls) == 2:  # die in the middle of writing the second checkpoint
-        f.write(b"PK\\x03\\x04torn")
-        f.flush()
-        os.kill(os.getpid(), signal.SIGKILL)
-    return save(obj, f, *args, **kwargs)
-torch.save = killing_save
-from mhckit.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-PLAIN = "import sys; from mhckit.cli import main; sys.exit(main(sys.argv[1:]))"
-
-
 def run_training(args, code=PLAIN):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", code, "train", *args], env=env,

@@ -31,7 +31,7 @@ import torch
 
 from mhckit.functional.value_checks import value_checks_enabled
 
-__all__ = ["Manifold", "default_atol", "check_tensor"]
+__all__ = ["Manifold", "SquareManifold", "default_atol", "check_tensor", "frobenius_inner"]
 
 
 def default_atol(dtype: torch.dtype) -> float:
@@ -71,6 +71,14 @@ def check_size(value: object, name: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def frobenius_inner(u: torch.Tensor, v: torch.Tensor | None = None, *,
+                    keepdim: bool = False) -> torch.Tensor:
+    """``Σ u ⊙ v`` over the last two dimensions (``v = u`` when omitted): the Euclidean
+    (Frobenius) metric of the sets that use it."""
+    v = u if v is None else v
+    return (u * v).sum(dim=(-2, -1), keepdim=keepdim)
 
 
 class Manifold(geoopt.Manifold):
@@ -158,6 +166,14 @@ class Manifold(geoopt.Manifold):
             return False, f"constraint error {err:.3e} exceeds atol {tol:.1e}"
         return True, None
 
+    def _sample_size(self, size: tuple) -> tuple[int, ...]:
+        """``size`` for :meth:`random` (default :attr:`shape`), checked to end in ``shape``."""
+        size = tuple(size) or self.shape
+        ok, reason = self._check_shape(size, "size")
+        if not ok:
+            raise ValueError(reason)
+        return size
+
     def _check_shape(self, shape, name):
         if len(shape) < len(self.shape) or tuple(shape[-len(self.shape):]) != self.shape:
             return False, f"{name} must have trailing shape {self.shape}, got {tuple(shape)}"
@@ -189,3 +205,19 @@ class Manifold(geoopt.Manifold):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}"
+
+
+class SquareManifold(Manifold):
+    """A set of ``n × n`` mixers reached from ``n × n`` logits (``shape = param_shape``)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self._size = check_size(n, "n")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self._size, self._size)
+
+    @property
+    def param_shape(self) -> tuple[int, int]:
+        return (self._size, self._size)

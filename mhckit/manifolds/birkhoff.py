@@ -11,7 +11,7 @@ from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
 from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.sinkhorn import check_sinkhorn_options, sinkhorn
 from mhckit.functional.value_checks import value_checks_enabled
-from mhckit.manifolds.base import Manifold, check_size, check_tensor, default_atol
+from mhckit.manifolds.base import SquareManifold, check_tensor, default_atol
 
 __all__ = ["Birkhoff"]
 
@@ -22,7 +22,7 @@ def _safe_positive(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return support, torch.where(support, x, torch.ones_like(x))
 
 
-class Birkhoff(Manifold):
+class Birkhoff(SquareManifold):
     """Doubly stochastic matrices ``{X ∈ R^{n×n} : X ≥ 0, X1 = 1, Xᵀ1 = 1}`` (the mHC set).
 
     Geometry of the interior (``X > 0``) as in Douik & Hassibi (arXiv 1802.02628):
@@ -60,18 +60,9 @@ class Birkhoff(Manifold):
 
     def __init__(self, n: int, *, tol: float = 1e-6, max_iter: int = 100,
                  backward: str = "implicit") -> None:
-        super().__init__()
-        self._size = check_size(n, "n")
+        super().__init__(n)
         check_sinkhorn_options(tol, max_iter, backward)
         self.tol, self.max_iter, self.backward = float(tol), max_iter, backward
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self._size, self._size)
-
-    @property
-    def param_shape(self) -> tuple[int, int]:
-        return (self._size, self._size)
 
     def _sinkhorn(self, logits: torch.Tensor) -> torch.Tensor:
         return sinkhorn(logits, tol=self.tol, max_iter=self.max_iter, backward=self.backward)

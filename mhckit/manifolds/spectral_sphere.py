@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mhckit.functional import cayley, helmert_basis, polar_refine
-from mhckit.manifolds.base import Manifold, check_size, check_tensor
+from mhckit.manifolds.base import Manifold, check_size, check_tensor, frobenius_inner
 
 __all__ = ["SpectralSphere"]
 
@@ -120,15 +120,11 @@ class SpectralSphere(Manifold):
 
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *,
               keepdim: bool = False) -> torch.Tensor:
-        v = u if v is None else v
-        return (u * v).sum(dim=(-2, -1), keepdim=keepdim)
+        return frobenius_inner(u, v, keepdim=keepdim)
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``parametrize(z)``, ``z`` standard Gaussian: interior points, negative entries likely."""
-        size = tuple(size) or self.shape
-        ok, reason = self._check_shape(size, "size")
-        if not ok:
-            raise ValueError(reason)
+        size = self._sample_size(size)
         z = torch.randn(*size[:-2], *self.param_shape, dtype=dtype, device=device)
         return self.parametrize(z)
 

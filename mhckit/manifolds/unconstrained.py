@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from mhckit.manifolds.base import Manifold, check_size, check_tensor
+from mhckit.manifolds.base import SquareManifold, check_tensor, frobenius_inner
 
 __all__ = ["Unconstrained"]
 
 
-class Unconstrained(Manifold):
+class Unconstrained(SquareManifold):
     """The whole space ``R^{n x n}`` with the Frobenius metric (a flat, Euclidean "manifold").
 
     This is the set ``H_res`` lives in for the original Hyper-Connections (HC, Zhu et al.,
@@ -26,18 +26,6 @@ class Unconstrained(Manifold):
 
     name = "Unconstrained"
 
-    def __init__(self, n: int) -> None:
-        super().__init__()
-        self._size = check_size(n, "n")
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (self._size, self._size)
-
-    @property
-    def param_shape(self) -> tuple[int, int]:
-        return (self._size, self._size)
-
     def projx(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
@@ -52,15 +40,11 @@ class Unconstrained(Manifold):
 
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *,
               keepdim: bool = False) -> torch.Tensor:
-        v = u if v is None else v
-        return (u * v).sum(dim=(-2, -1), keepdim=keepdim)
+        return frobenius_inner(u, v, keepdim=keepdim)
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``I + G/√n`` of shape ``size`` (default ``(n, n)``; trailing dims must be ``(n, n)``)."""
-        size = tuple(size) or self.shape
-        ok, reason = self._check_shape(size, "size")
-        if not ok:
-            raise ValueError(reason)
+        size = self._sample_size(size)
         eye = torch.eye(self._size, dtype=dtype, device=device)
         return eye + torch.randn(*size, dtype=dtype, device=device) / self._size ** 0.5
 

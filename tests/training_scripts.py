@@ -1,0 +1,23 @@
+"""Entry scripts for training subprocesses: plain, and one that dies mid-checkpoint."""
+
+#: ``python -c PLAIN train ...`` runs the CLI as ``mhckit`` would.
+PLAIN = "import sys; from mhckit.cli import main; sys.exit(main(sys.argv[1:]))"
+
+#: The CLI, but the process SIGKILLs itself in the middle of writing its second checkpoint
+#: (a torn file: the previous checkpoint must survive). Only saves to files count:
+#: ``all_gather_object`` pickles through ``torch.save`` into a ``BytesIO`` as well.
+KILL_ON_SECOND_SAVE = """
+import io, os, signal, sys, torch
+save, calls = torch.save, []
+def killing_save(obj, f, *args, **kwargs):
+    if not isinstance(f, io.BytesIO):
+        calls.append(1)
+    if len(calls) == 2:
+        f.write(b"PK\\\\x03\\\\x04torn")
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(obj, f, *args, **kwargs)
+torch.save = killing_save
+from mhckit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
