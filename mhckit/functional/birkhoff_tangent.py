@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["birkhoff_tangent_projection", "solve_scaling_system"]
@@ -30,24 +32,31 @@ def solve_scaling_system(x: torch.Tensor, row_rhs: torch.Tensor, col_rhs: torch.
     precision. A non-finite ``x`` gives non-finite output rather than an exception.
     """
     work = torch.promote_types(x.dtype, torch.float32)
-    x = x.to(work)
     n = x.shape[-1]
+    batch = torch.broadcast_shapes(x.shape[:-2], row_rhs.shape[:-1], col_rhs.shape[:-1])
+    # One flat batch, so every product is a single ``bmm``/``baddbmm``: the solve costs per
+    # operation, not per number (4 × 4 batches), so it is written in few.
+    size = math.prod(batch)
+    x = x.to(work).expand(*batch, n, n).reshape(size, n, n)
+    row_rhs = row_rhs.to(work).expand(*batch, n).reshape(size, n, 1)
+    col_rhs = col_rhs.to(work).expand(*batch, n).reshape(size, n, 1)
     shift = _shift(n, work)
-    rows = x.sum(-1).clamp_min(torch.finfo(work).tiny)  # (..., n)
+    rows = x.sum(-1, keepdim=True).clamp_min(torch.finfo(work).tiny)  # (size, n, 1)
     cols = x.sum(-2)
-    row_rhs, col_rhs = row_rhs.to(work), col_rhs.to(work)
-    # rhs = col_rhs - Xᵀ D_r⁻¹ row_rhs, and the gauge-fixed system, built in place.
-    rhs = col_rhs - (x.transpose(-1, -2) @ (row_rhs / rows).unsqueeze(-1)).squeeze(-1)
-    system = (x.transpose(-1, -2) @ (x / rows.unsqueeze(-1))).neg_().add_(1.0 / n)
-    system.diagonal(dim1=-2, dim2=-1).add_(cols + shift)
+    # rhs = col_rhs - Xᵀ D_r⁻¹ row_rhs, and S = D_c - Xᵀ D_r⁻¹ X; the Cholesky factor is of
+    # the gauge-fixed S + 11ᵀ/n + δI.
+    scaled_t = (x / rows).transpose(-1, -2)  # (D_r⁻¹ X)ᵀ
+    rhs = torch.baddbmm(col_rhs, scaled_t, row_rhs, alpha=-1)
+    schur = torch.bmm(scaled_t, x).neg_()
+    schur.diagonal(dim1=-2, dim2=-1).add_(cols)
+    system = schur + 1.0 / n
+    system.diagonal(dim1=-2, dim2=-1).add_(shift)
     factor = torch.linalg.cholesky_ex(system).L
-    rhs = rhs.unsqueeze(-1)
     beta = torch.cholesky_solve(rhs, factor)
-    for _ in range(2):  # S β = system β - 1(1ᵀβ)/n - δβ
-        schur_beta = system @ beta - beta.sum(-2, keepdim=True) / n - shift * beta
-        beta = beta + torch.cholesky_solve(rhs - schur_beta, factor)
-    alpha = (row_rhs - (x @ beta).squeeze(-1)) / rows
-    return alpha, beta.squeeze(-1)
+    for _ in range(2):  # refine against S itself: the residual rhs - Sβ
+        beta = beta + torch.cholesky_solve(torch.baddbmm(rhs, schur, beta, alpha=-1), factor)
+    alpha = torch.baddbmm(row_rhs, x, beta, alpha=-1) / rows
+    return alpha.reshape(*batch, n), beta.reshape(*batch, n)
 
 
 def birkhoff_tangent_projection(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -76,7 +85,9 @@ def birkhoff_tangent_projection(x: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     """
     dtype = torch.promote_types(x.dtype, u.dtype)
     work = torch.promote_types(dtype, torch.float32)
-    x, u = torch.broadcast_tensors(x.to(work), u.to(work))
+    x, u = x.to(work), u.to(work)
+    if x.shape != u.shape:
+        x, u = torch.broadcast_tensors(x, u)
     x = x.clamp_min(0.0)
     u = u * (x > 0)
     alpha, beta = solve_scaling_system(x, u.sum(-1), u.sum(-2))

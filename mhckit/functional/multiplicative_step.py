@@ -21,8 +21,7 @@ def multiplicative_max_step(x: torch.Tensor, u: torch.Tensor, *, shrink: float =
     a step that is already safe gets exactly ``t = 1``. Reads nothing back to the host.
     """
     support = x > 0
-    ratio = torch.where(support, u / torch.where(support, x, torch.ones_like(x)),
-                        torch.zeros_like(u))
+    ratio = torch.where(support, u / torch.where(support, x, 1.0), 0.0)
     worst_shrink = (-ratio).amax(dim=(-2, -1), keepdim=True)
     worst_grow = ratio.amax(dim=(-2, -1), keepdim=True)
     # shrink / 0 = inf, clamped to 1: a safe step is not touched at all

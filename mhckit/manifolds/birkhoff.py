@@ -19,7 +19,7 @@ __all__ = ["Birkhoff"]
 def _safe_positive(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x > 0, x with non-positive entries replaced by 1)``: divide and log without NaN."""
     support = x > 0
-    return support, torch.where(support, x, torch.ones_like(x))
+    return support, torch.where(support, x, 1.0)
 
 
 class Birkhoff(SquareManifold):
@@ -101,10 +101,9 @@ class Birkhoff(SquareManifold):
         check_tensor(u, "u", trailing=self.shape)
         x, u = torch.broadcast_tensors(x, u)
         support, x_safe = _safe_positive(x)
-        step = torch.where(support, u / x_safe, torch.zeros_like(u))
+        step = torch.where(support, u / x_safe, 0.0)
         step = step.clamp(-self.step_clip, self.step_clip)
-        logits = torch.where(support, x_safe.log() + step,
-                             torch.full_like(x_safe, -math.inf))
+        logits = torch.where(support, x_safe.log() + step, -math.inf)
         work = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
         return self._sinkhorn(work).to(logits.dtype)
 
@@ -116,7 +115,7 @@ class Birkhoff(SquareManifold):
         check_tensor(x, "x", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
         support, x_safe = _safe_positive(x)
-        scaled = torch.where(support, v * y / x_safe, torch.zeros_like(v * y))
+        scaled = torch.where(support, v * y / x_safe, 0.0)
         return self.proju(y, scaled)
 
     def max_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

@@ -188,12 +188,11 @@ class RiemannianOptimizer(torch.optim.Optimizer):
             if manifold is None:
                 euclidean.append(p)
                 continue
-            key = (kind, p.shape, p.dtype, p.device, fresh)
-            if not compiling:
-                key += (state["step"].item(),)
+            count = 0.0 if compiling else state["step"].item()
+            key = (kind, p.shape, p.dtype, p.device, fresh, count)
             bucket = buckets.get(key)
             if bucket is None:
-                bucket = buckets[key] = Bucket(manifold, limit, [], [], fresh)
+                bucket = buckets[key] = Bucket(manifold, limit, [], [], fresh, count)
             bucket.params.append(p)
             bucket.states.append(state)
         return euclidean, list(buckets.values())

@@ -91,9 +91,11 @@ class Bucket:
     """Parameters updated by one batched manifold call.
 
     ``max_step`` is the manifold's step-size safeguard (or ``None``); ``fresh`` says their
-    state was created this step; ``count`` is their shared step count after
-    :meth:`advance` (a float eagerly; while compiling a tensor of ones' shape that
-    broadcasts against the stacked points, one count per parameter).
+    state was created this step; ``count`` is their shared step count: eagerly a float, read
+    once when the bucket is formed (it is part of the bucket key) and raised by
+    :meth:`advance` without reading the counts again; while compiling, after
+    :meth:`advance`, a tensor of ones' shape that broadcasts against the stacked points, one
+    count per parameter.
     """
 
     manifold: geoopt.Manifold
@@ -107,13 +109,12 @@ class Bucket:
         """Add one to every step count and return the bucket's count."""
         steps = [s["step"] for s in self.states]
         torch._foreach_add_(steps, 1)
-        counts = step_counts(steps)
-        if isinstance(counts[0], float):
-            self.count = counts[0]
-        else:
-            x = self.params[0]
-            leading = (len(steps),) if len(steps) > 1 else ()
-            self.count = torch.stack(counts).to(x.device).view(*leading, *(1,) * x.dim())
+        if not torch.compiler.is_compiling():
+            self.count += 1
+            return self.count
+        x = self.params[0]
+        leading = (len(steps),) if len(steps) > 1 else ()
+        self.count = torch.stack(steps).to(x.device).view(*leading, *(1,) * x.dim())
         return self.count
 
     # A bucket of one skips the stacking: its tensors are used as they are (manifold maps
@@ -125,10 +126,12 @@ class Bucket:
     def _unstacked(self, value: torch.Tensor) -> list[torch.Tensor]:
         return [value] if len(self.params) == 1 else list(value.unbind(0))
 
+    # The step runs under ``torch.no_grad``, so stacking the parameters themselves records
+    # no autograd history and writing into them is allowed: no ``detach`` per parameter.
     def point(self) -> torch.Tensor:
-        """The parameters stacked, shape ``(k, *param.shape)`` (detached: no autograd cost;
-        a bucket of one: the parameter's own shape)."""
-        return self._stacked([p.detach() for p in self.params])
+        """The parameters stacked, shape ``(k, *param.shape)``, outside autograd (a bucket of
+        one: the parameter itself, detached)."""
+        return self.params[0].detach() if len(self.params) == 1 else torch.stack(self.params)
 
     def grad(self) -> torch.Tensor:
         """Their gradients stacked."""
@@ -140,7 +143,7 @@ class Bucket:
 
     def store_point(self, x: torch.Tensor) -> None:
         """Write the stacked points ``x`` back into the parameters."""
-        torch._foreach_copy_([p.detach() for p in self.params], self._unstacked(x))
+        torch._foreach_copy_(self.params, self._unstacked(x))
 
     def store(self, name: str, value: torch.Tensor) -> None:
         """Write stacked state back (created on first use, one tensor per parameter)."""
