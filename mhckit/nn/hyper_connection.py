@@ -26,7 +26,8 @@ class HyperConnection(nn.Module):
         x_next = H_res · x + H_postᵀ · F(H_pre · x)          (HC, arXiv 2409.19606)
 
     with ``H_pre, H_post ∈ R^n`` and ``H_res`` a point of ``mixer``'s manifold acting on the
-    stream axis (``manifold.apply``; ``n x n`` matrix ``manifold.as_matrix``). ``F`` is
+    stream axis (the ``n x n`` matrix ``manifold.as_matrix(point)``; the read ``H_pre · x``
+    and the mix are one batched matmul by ``[H_pre; H_res]``). ``F`` is
     ``branch``, a module ``(..., C) -> (..., C)`` (e.g. LayerNorm + attention, so the block is
     pre-norm); with ``branch=None`` ``F`` is the identity.
 
