@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhckit.functional import SinkhornInfo, sinkhorn
+from mhckit.functional import SinkhornInfo, sinkhorn, sinkhorn_scale
 
 TIGHT = {"tol": 1e-14, "max_iter": 1000}
 
@@ -256,3 +256,74 @@ def test_traced_sinkhorn_has_no_graph_break_and_matches_eager_within_tol():
     assert info.iterations == 20  # a fixed count: no early stop while traced
     torch.testing.assert_close(traced, log_domain_sweeps(logits, 20), atol=1e-6, rtol=0)
     torch.testing.assert_close(traced, sinkhorn(logits, tol=1e-6, max_iter=20), atol=2e-6, rtol=0)
+
+
+# -- sinkhorn_scale: the scaling of a nonnegative matrix itself --------------------------------
+
+@given(batch=st.lists(st.integers(1, 3), max_size=2), n=st.integers(1, 6),
+       spread=st.floats(0.0, 30.0), zeros=st.booleans(), seed=st.integers(0, 2**16))
+def test_scaling_a_matrix_is_sinkhorn_of_its_logarithm(batch, n, spread, zeros, seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = spread * torch.rand(*batch, n, n, generator=generator, dtype=torch.float64)
+    if zeros:  # masked entries off a permuted diagonal, which keeps a doubly stochastic support
+        keep = torch.eye(n, dtype=torch.bool)[torch.randperm(n, generator=generator)]
+        drop = (torch.rand(*batch, n, n, generator=generator) < 0.3) & ~keep
+        logits = logits.masked_fill(drop, -math.inf)
+    p, info = sinkhorn_scale(logits.exp(), return_info=True, **TIGHT)
+    assert float(info.residual.max()) <= 1e-12
+    torch.testing.assert_close(p, sinkhorn(logits, **TIGHT), atol=1e-10, rtol=0)
+    assert (p[torch.isneginf(logits)] == 0).all()
+
+
+def test_scaling_stops_at_the_tolerance_and_keeps_the_dtype():
+    a = torch.rand(6, 4, 4) + 0.1
+    p, info = sinkhorn_scale(a, tol=1e-6, return_info=True)
+    assert p.dtype == torch.float32 and info.iterations < 100
+    assert float(info.residual.max()) <= 1e-6
+    assert sinkhorn_scale(a.bfloat16()).dtype == torch.bfloat16
+
+
+def test_scaling_implicit_backward_passes_gradcheck_in_float64():
+    a = (torch.rand(2, 4, 4, dtype=torch.float64) + 0.2).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda m: sinkhorn_scale(m, **TIGHT), (a,))
+
+
+def test_scaling_implicit_gradient_equals_unrolled_and_is_zero_where_a_is_zero():
+    a = torch.rand(3, 5, 5, dtype=torch.float64) + 0.1
+    a[:, 0, 1] = 0.0
+    weights = torch.randn(3, 5, 5, dtype=torch.float64)
+    grads = []
+    for backward in ("implicit", "unrolled"):
+        leaf = a.clone().requires_grad_(True)
+        (sinkhorn_scale(leaf, backward=backward, **TIGHT) * weights).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.isfinite(grads[0]).all() and (grads[0][:, 0, 1] == 0).all()
+    torch.testing.assert_close(grads[0][a > 0], grads[1][a > 0], atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (torch.tensor([[1.0, -0.5], [0.5, 1.0]]), "negative"),
+    (torch.tensor([[1.0, math.nan], [0.5, 1.0]]), "NaN"),
+    (torch.tensor([[1.0, math.inf], [0.5, 1.0]]), "inf"),
+    (torch.tensor([[0.0, 0.0], [0.5, 1.0]]), "entirely 0"),
+    (torch.tensor([[0.0, 1.0], [0.0, 1.0]]), "entirely 0"),
+    (torch.zeros(2, 3), r"\(\.\.\., n, n\)"),
+])
+def test_scaling_bad_matrices_raise_naming_the_argument(bad, match):
+    with pytest.raises(ValueError, match=f"matrix.*{match}"):
+        sinkhorn_scale(bad)
+
+
+def test_traced_scaling_has_no_graph_break_and_runs_max_iter_sweeps():
+    torch._dynamo.reset()
+    a = torch.rand(16, 4, 4) + 0.05
+
+    def fn(m):
+        return sinkhorn_scale(m, tol=1e-6, max_iter=30, return_info=True)
+
+    explanation = torch._dynamo.explain(fn)(a)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    traced, info = torch.compile(fn, backend="eager", fullgraph=True)(a)
+    torch._dynamo.reset()
+    assert info.iterations == 30
+    torch.testing.assert_close(traced, log_domain_sweeps(a.log(), 30), atol=1e-6, rtol=0)

@@ -10,10 +10,10 @@ from mhckit.functional.kronecker import kron, kron_apply, nearest_kronecker_fact
 from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.polar import polar_refine
 from mhckit.functional.rms_norm_linear import rms_norm_linear
-from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn
+from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn, sinkhorn_scale
 from mhckit.functional.value_checks import value_checks, value_checks_enabled
 
-__all__ = ["birkhoff_tangent_projection", "sinkhorn", "SinkhornInfo",
+__all__ = ["birkhoff_tangent_projection", "sinkhorn", "sinkhorn_scale", "SinkhornInfo",
            "cayley", "skew", "helmert_basis", "polar_refine",
            "kron", "kron_apply", "nearest_kronecker_factors",
            "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear",

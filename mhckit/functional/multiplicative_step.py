@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["multiplicative_max_step"]
@@ -20,10 +22,10 @@ def multiplicative_max_step(x: torch.Tensor, u: torch.Tensor, *, shrink: float =
     arXiv 1802.02628). Entries where ``x = 0`` are ignored (tangent vectors vanish there);
     a step that is already safe gets exactly ``t = 1``. Reads nothing back to the host.
     """
-    support = x > 0
-    ratio = torch.where(support, u / torch.where(support, x, 1.0), 0.0)
-    worst_shrink = (-ratio).amax(dim=(-2, -1), keepdim=True)
-    worst_grow = ratio.amax(dim=(-2, -1), keepdim=True)
-    # shrink / 0 = inf, clamped to 1: a safe step is not touched at all
-    return torch.minimum((shrink / worst_shrink.clamp_min(0)).clamp(max=1.0),
-                         (grow / worst_grow.clamp_min(0)).clamp(max=1.0))
+    x, u = torch.broadcast_tensors(x, u)
+    # u / x, and 0 where x <= 0 (u / inf); then the extreme ratios of each matrix at once
+    ratio = (u / torch.where(x > 0, x, math.inf)).flatten(-2)
+    lowest, highest = ratio.aminmax(dim=-1)
+    # t = 1 / max(1, -lowest / shrink, highest / grow): exactly 1 for a safe step
+    worst = torch.maximum(lowest * (-1.0 / shrink), highest * (1.0 / grow)).clamp_min_(1.0)
+    return worst.reciprocal_().unsqueeze(-1).unsqueeze(-1)

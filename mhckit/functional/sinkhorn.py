@@ -1,4 +1,5 @@
-"""Log-domain Sinkhorn normalization with a tolerance, a residual and an implicit backward."""
+"""Sinkhorn normalization (of logits, or of a nonnegative matrix) with a tolerance, a
+residual and an implicit backward."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection, solve_scaling_system
 from mhckit.functional.value_checks import value_checks_enabled
 
-__all__ = ["SinkhornInfo", "sinkhorn", "check_sinkhorn_options"]
+__all__ = ["SinkhornInfo", "sinkhorn", "sinkhorn_scale", "check_sinkhorn_options"]
 
 # Iterations between two convergence checks: each check is one host synchronisation.
 _CHECK_EVERY = 5
@@ -30,9 +31,9 @@ _BACKWARDS = ("implicit", "unrolled")
 class SinkhornInfo(NamedTuple):
     """What :func:`sinkhorn` reached.
 
-    ``residual`` (shape ``logits.shape[:-2]``) is ``max(|P1 - 1|, |Pᵀ1 - 1|)`` of the returned
-    ``P``, computed in the working precision; ``iterations`` counts row+column sweeps and
-    Newton steps.
+    ``residual`` (shape ``logits.shape[:-2]``) is ``max(|P1 - 1|, |Pᵀ1 - 1|)`` of ``P`` in the
+    working precision (summed in float64, so it is the residual of ``P`` and not of the
+    sums' rounding); ``iterations`` counts row+column sweeps and Newton steps.
     """
 
     residual: torch.Tensor
@@ -53,11 +54,19 @@ def _batch_first(q: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return q.permute(2, 0, 1).reshape(shape).contiguous()
 
 
-def _residual(q: torch.Tensor) -> torch.Tensor:
-    """``max(|P1 - 1|, |Pᵀ1 - 1|)`` per matrix of the batch-last ``q``, shape ``(B,)``."""
-    rows = (q.sum(1) - 1).abs().amax(0)
-    cols = (q.sum(0) - 1).abs().amax(0)
+def _residual(p: torch.Tensor) -> torch.Tensor:
+    """``max(|P1 - 1|, |Pᵀ1 - 1|)`` per matrix of ``p``, shape ``p.shape[:-2]``."""
+    rows = (p.sum(-1) - 1).abs().amax(-1)
+    cols = (p.sum(-2) - 1).abs().amax(-1)
     return torch.maximum(rows, cols)
+
+
+def _row_gap(q: torch.Tensor, exp_domain: bool) -> torch.Tensor:
+    """``max |P1 - 1|`` over the whole batch-last ``q`` (``P`` itself, or ``log P``). Every
+    sweep ends on the columns, so this is the residual up to the rounding of a column sum."""
+    if exp_domain:
+        return (q.sum(1) - 1).abs().amax()
+    return q.logsumexp(1).expm1().abs().amax()
 
 
 def _sweep(log_q: torch.Tensor) -> torch.Tensor:
@@ -117,21 +126,19 @@ def _annealing_halvings(spread: float, max_iter: int) -> int:
     return halvings if halvings * _CHECK_EVERY + _SWEEPS_BEFORE_NEWTON <= max_iter else 0
 
 
-def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
-             ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """ε-scaling for huge logits, Sinkhorn sweeps, then Newton steps, until the residual is
-    ``<= tol`` or after ``max_iter`` iterations (sweeps and Newton steps).
-
-    Logits spread over at most ``_ANNEALING_SPREAD`` are swept on ``P`` itself (two sums and
-    two divisions a sweep instead of two ``logsumexp``): ``exp(L - max L)`` lies in
+def _iterate(log_p: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+    """ε-scaling for huge logits, then :func:`_converge` from ``log P = L`` (or from ``P``
+    itself, for logits spread over at most ``_ANNEALING_SPREAD``: ``exp(L - max L)`` lies in
     ``[e^-16, 1]``, far from under- or overflow, and dividing by a sum is exact to rounding,
-    so the iterates are the log-domain ones to rounding. Newton steps work on ``log P``."""
+    so the iterates are the log-domain ones to rounding). Returns ``(P, iterations)``."""
     if torch.compiler.is_compiling():
-        return _iterate_traced(log_p, max_iter)
+        return _iterate_traced(log_p, max_iter, exp_domain=False)
     shape, iterations = log_p.shape, 0
-    spread = _logit_spread(log_p) if log_p.numel() else 0.0
+    if not log_p.numel():
+        return log_p.exp(), 0
+    spread = _logit_spread(log_p)
     halvings = _annealing_halvings(spread, max_iter)
-    q = _batch_last(log_p)  # log P, or P itself while ``exp_domain``
+    q = _batch_last(log_p)
     # log P = sL + f1ᵀ + 1gᵀ at scale s = 2^-k; doubling log P warm-starts scale 2s exactly.
     if halvings:
         q = q * 2.0 ** -halvings
@@ -143,6 +150,24 @@ def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
     exp_domain = not spread > _ANNEALING_SPREAD
     if exp_domain:
         q = (q - q.amax((0, 1), keepdim=True)).exp()
+    return _converge(q, exp_domain, shape, tol, max_iter, iterations)
+
+
+def _iterate_scaled(a: torch.Tensor, tol: float, max_iter: int) -> tuple[torch.Tensor, int]:
+    """:func:`_converge` from ``P = A``, a nonnegative matrix (no logarithm, no ε-scaling)."""
+    if torch.compiler.is_compiling():
+        return _iterate_traced(a, max_iter, exp_domain=True)
+    if not a.numel():
+        return a.clone(), 0
+    return _converge(_batch_last(a), True, a.shape, tol, max_iter, 0)
+
+
+def _converge(q: torch.Tensor, exp_domain: bool, shape: torch.Size, tol: float, max_iter: int,
+              iterations: int) -> tuple[torch.Tensor, int]:
+    """Sinkhorn sweeps on the batch-last ``q`` (``P``, or ``log P`` if not ``exp_domain``),
+    then Newton steps on ``log P``, until the row residual is ``<= tol`` (checked every
+    ``_CHECK_EVERY`` sweeps and after every Newton step) or ``iterations`` reaches
+    ``max_iter``. Returns ``(P, iterations)``, ``P`` of ``shape``."""
     sweeps = 0
     while iterations < max_iter:
         if sweeps < _SWEEPS_BEFORE_NEWTON:
@@ -158,26 +183,24 @@ def _iterate(log_p: torch.Tensor, tol: float, max_iter: int
             q = _sweep(_batch_last(_newton_step(_batch_first(q, shape))))
             iterations += 1
         with torch.no_grad():
-            residual = _residual(q if exp_domain else q.exp())
-        if residual.numel() == 0 or bool(residual.max() <= tol):
-            break
-    p = _batch_first(q if exp_domain else q.exp(), shape)
-    return p, residual.reshape(shape[:-2]), iterations
+            if bool(_row_gap(q, exp_domain) <= tol):
+                break
+    return _batch_first(q if exp_domain else q.exp(), shape), iterations
 
 
-def _iterate_traced(log_p: torch.Tensor, max_iter: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """:func:`_iterate` as ``torch.compile`` traces it: ``max_iter`` log-domain sweeps.
+def _iterate_traced(q: torch.Tensor, max_iter: int, exp_domain: bool
+                    ) -> tuple[torch.Tensor, int]:
+    """:func:`_iterate` (or :func:`_iterate_scaled`) as ``torch.compile`` traces it:
+    ``max_iter`` log-domain sweeps (exp-domain sweeps on ``P = A``).
 
     The early stop, the ε-scaling and the switch to Newton steps all decide on values read
     back to the host, which would break the graph; a traced Sinkhorn is mHC's fixed-count
     iteration instead (arXiv 2512.24880), which the compiler fuses."""
-    q = _batch_last(log_p)
+    shape = q.shape
+    q = _batch_last(q)
     for _ in range(max_iter):
-        q = _sweep(q)
-    q = q.exp()
-    with torch.no_grad():
-        residual = _residual(q)
-    return _batch_first(q, log_p.shape), residual.reshape(log_p.shape[:-2]), max_iter
+        q = _exp_sweep(q) if exp_domain else _sweep(q)
+    return _batch_first(q if exp_domain else q.exp(), shape), max_iter
 
 
 class _ImplicitSinkhorn(torch.autograd.Function):
@@ -185,24 +208,51 @@ class _ImplicitSinkhorn(torch.autograd.Function):
 
     At convergence ``P = exp(L + f1ᵀ + 1gᵀ)`` has unit marginals, so ``dP = Π_P(P ⊙ dL)``
     (:func:`birkhoff_tangent_projection`). ``Π_P`` is self-adjoint in ``<U, V>_P = Σ U⊙V/P``,
-    hence the vector-Jacobian product is ``∂ℓ/∂L = Π_P(P ⊙ ∂ℓ/∂P)``. Only ``P`` is saved.
+    hence the vector-Jacobian product is ``∂ℓ/∂L = Π_P(P ⊙ ∂ℓ/∂P)``. Only ``P`` is saved;
+    from a matrix ``A`` (``scaled``, ``L = log A``) also ``A``, and ``∂ℓ/∂A = ∂ℓ/∂L / A``
+    (0 where ``A = 0``, where ``P`` is 0 whatever small change of ``L``).
     """
 
     @staticmethod
-    def forward(logits, tol, max_iter):
-        return _iterate(logits, tol, max_iter)
+    def forward(start, tol, max_iter, scaled):
+        return (_iterate_scaled if scaled else _iterate)(start, tol, max_iter)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
         # Separate from forward so that torch.func (jacrev, vmap of the vjp) can use it.
-        p, residual, _ = output
-        ctx.save_for_backward(p)
-        ctx.mark_non_differentiable(residual)
+        start, _, _, scaled = inputs
+        p, _ = output
+        ctx.scaled = scaled
+        ctx.save_for_backward(p, start if scaled else None)
 
     @staticmethod
-    def backward(ctx, grad_p, grad_residual, grad_iterations):
-        (p,) = ctx.saved_tensors
-        return birkhoff_tangent_projection(p, p * grad_p), None, None
+    def backward(ctx, grad_p, grad_iterations):
+        p, start = ctx.saved_tensors
+        grad = birkhoff_tangent_projection(p, p * grad_p)
+        if ctx.scaled:
+            support = start > 0
+            grad = torch.where(support, grad / torch.where(support, start, 1.0), 0.0)
+        return grad, None, None, None
+
+
+def _run(start: torch.Tensor, tol: float, max_iter: int, backward: str, scaled: bool,
+         return_info: bool) -> torch.Tensor | tuple[torch.Tensor, SinkhornInfo]:
+    """The common body of :func:`sinkhorn` and :func:`sinkhorn_scale` (arguments checked)."""
+    work = torch.float64 if start.dtype == torch.float64 else torch.float32
+    q = start.to(work)
+    # Row sums of n entries carry ~√n·eps of rounding: a smaller tol would only burn max_iter.
+    tol = float(tol)
+    if tol > 0:
+        tol = max(tol, 2 * math.sqrt(start.shape[-1]) * torch.finfo(work).eps)
+    if backward == "implicit" and q.requires_grad and torch.is_grad_enabled():
+        p, iterations = _ImplicitSinkhorn.apply(q, tol, max_iter, scaled)
+    else:
+        p, iterations = (_iterate_scaled if scaled else _iterate)(q, tol, max_iter)
+    if not return_info:
+        return p.to(start.dtype)
+    with torch.no_grad():  # summed in float64: the residual of P itself, not of its rounding
+        residual = _residual(p.double()).to(work)
+    return p.to(start.dtype), SinkhornInfo(residual, iterations)
 
 
 def check_sinkhorn_options(tol: object, max_iter: object, backward: object) -> None:
@@ -215,27 +265,29 @@ def check_sinkhorn_options(tol: object, max_iter: object, backward: object) -> N
         raise ValueError(f"backward must be one of {_BACKWARDS}, got {backward!r}")
 
 
-def _check_arguments(logits: object, tol: object, max_iter: object, backward: object) -> None:
-    if not isinstance(logits, torch.Tensor):
-        raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
-    if not logits.is_floating_point():
-        raise TypeError(f"logits must have a floating dtype, got {logits.dtype}")
-    if logits.dim() < 2 or logits.shape[-1] != logits.shape[-2] or logits.shape[-1] < 1:
-        raise ValueError(f"logits must have shape (..., n, n) with n >= 1, "
-                         f"got shape {tuple(logits.shape)}")
+def _check_arguments(start: object, name: str, tol: object, max_iter: object,
+                     backward: object) -> bool:
+    """Check the type, shape and options; return whether the values should be checked too
+    (a non-empty input with value checks on: those read the host)."""
+    if not isinstance(start, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(start).__name__}")
+    if not start.is_floating_point():
+        raise TypeError(f"{name} must have a floating dtype, got {start.dtype}")
+    if start.dim() < 2 or start.shape[-1] != start.shape[-2] or start.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (..., n, n) with n >= 1, "
+                         f"got shape {tuple(start.shape)}")
     check_sinkhorn_options(tol, max_iter, backward)
-    if logits.numel() == 0 or not value_checks_enabled():  # value checks read the host
-        return
-    masked = torch.isneginf(logits)
-    bad = torch.stack([
-        (torch.isnan(logits) | torch.isposinf(logits)).any(),
-        masked.all(-1).any(),
-        masked.all(-2).any(),
-    ]).tolist()
+    return start.numel() > 0 and value_checks_enabled()
+
+
+def _check_values(invalid: torch.Tensor, masked: torch.Tensor, name: str, invalid_text: str,
+                  masked_text: str) -> None:
+    """Raise if any entry is ``invalid`` or a row or column is entirely ``masked``."""
+    bad = torch.stack([invalid.any(), masked.all(-1).any(), masked.all(-2).any()]).tolist()
     if bad[0]:
-        raise ValueError("logits must be finite or -inf (masked), got NaN or +inf entries")
+        raise ValueError(f"{name} must be {invalid_text}")
     if bad[1] or bad[2]:
-        raise ValueError("logits has a row or column that is entirely -inf: "
+        raise ValueError(f"{name} has a row or column that is entirely {masked_text}: "
                          "no doubly stochastic matrix has that support")
 
 
@@ -255,11 +307,12 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
     followed by a sweep (so ``P`` is column stochastic whatever the residual). With
     ``max_iter <= 20`` this is exactly mHC's Sinkhorn–Knopp (arXiv 2512.24880).
 
-    It stops once ``max(|P1 - 1|, |Pᵀ1 - 1|) <= tol`` for every matrix of the batch (a
-    positive ``tol`` is raised to ``2√n·eps`` of the working dtype, the rounding floor of a
-    row sum; ``tol=0`` turns that floor off and runs ``max_iter`` iterations), checked
-    every 5 sweeps and after every Newton step (one host synchronisation per check), or after
-    ``max_iter`` iterations. It does not warn when ``tol`` is not reached; the residual says
+    It stops once ``max |P1 - 1| <= tol`` for every matrix of the batch (every sweep ends
+    on the columns, so ``Pᵀ1 = 1`` to the rounding of a column sum; a positive ``tol`` is
+    raised to ``2√n·eps`` of the working dtype, the rounding floor of a row sum; ``tol=0``
+    turns that floor off and runs ``max_iter`` iterations), checked every 5 sweeps and
+    after every Newton step (one host synchronisation per check), or after ``max_iter``
+    iterations. It does not warn when ``tol`` is not reached; the residual says
     so (``return_info=True`` returns ``(P, SinkhornInfo(residual, iterations))``).
 
     Under ``torch.compile`` every one of those decisions would read a value back to the
@@ -282,18 +335,35 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
     iterations. Both agree at convergence; before it, the implicit gradient is that of the
     fixed point ``P`` approximates.
     """
-    _check_arguments(logits, tol, max_iter, backward)
-    work = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    log_p = logits.to(work)
-    # Row sums of n entries carry ~√n·eps of rounding: a smaller tol would only burn max_iter.
-    tol = float(tol)
-    if tol > 0:
-        tol = max(tol, 2 * math.sqrt(logits.shape[-1]) * torch.finfo(work).eps)
-    if backward == "implicit" and log_p.requires_grad and torch.is_grad_enabled():
-        p, residual, iterations = _ImplicitSinkhorn.apply(log_p, tol, max_iter)
-    else:
-        p, residual, iterations = _iterate(log_p, tol, max_iter)
-    p = p.to(logits.dtype)
-    if return_info:
-        return p, SinkhornInfo(residual, iterations)
-    return p
+    if _check_arguments(logits, "logits", tol, max_iter, backward):
+        _check_values(torch.isnan(logits) | torch.isposinf(logits), torch.isneginf(logits),
+                      "logits", "finite or -inf (masked), got NaN or +inf entries", "-inf")
+    return _run(logits, tol, max_iter, backward, False, return_info)
+
+
+def sinkhorn_scale(matrix: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
+                   backward: str = "implicit", return_info: bool = False
+                   ) -> torch.Tensor | tuple[torch.Tensor, SinkhornInfo]:
+    """Doubly stochastic ``P = diag(a) A diag(b)`` of a nonnegative matrix ``A`` ``(..., n, n)``.
+
+    The Sinkhorn–Knopp scaling of ``A`` itself (Sinkhorn & Knopp, Pacific J. Math. 1967):
+    :func:`sinkhorn` of ``log A``, with zeros of ``A`` masked, computed without the logarithm.
+    The sweeps divide ``P`` by its row sums, then by its column sums, from ``P = A``; nothing
+    is exponentiated, so there is no ε-scaling, and after 20 sweeps unconverged batches take
+    :func:`sinkhorn`'s Newton steps on ``log P``. ``tol``, ``max_iter``, ``return_info``, the
+    traced fixed-count path (``max_iter`` sweeps on ``P``) and the working precision are
+    :func:`sinkhorn`'s.
+
+    This is the cheaper call where ``A`` is at hand, as in the multiplicative retraction
+    ``X ⊙ exp(U / X)`` of :class:`~mhckit.manifolds.Birkhoff`: it skips the logarithm, the
+    exponential and the logit-spread test (one host synchronisation).
+
+    ``A`` must be finite and ``>= 0`` with no row or column entirely 0 (``ValueError``
+    otherwise; checked where value checks are on). Backward: ``"implicit"`` gives
+    ``∂ℓ/∂A = Π_P(P ⊙ ∂ℓ/∂P) / A`` where ``A > 0`` and 0 where ``A = 0`` (the chain rule
+    through ``L = log A``); ``"unrolled"`` records the sweeps.
+    """
+    if _check_arguments(matrix, "matrix", tol, max_iter, backward):
+        _check_values(~torch.isfinite(matrix) | (matrix < 0), matrix == 0, "matrix",
+                      "finite and >= 0, got NaN, inf or negative entries", "0")
+    return _run(matrix, tol, max_iter, backward, True, return_info)

@@ -9,17 +9,17 @@ from geoopt.utils import size2shape
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
 from mhckit.functional.multiplicative_step import multiplicative_max_step
-from mhckit.functional.sinkhorn import check_sinkhorn_options, sinkhorn
+from mhckit.functional.sinkhorn import check_sinkhorn_options, sinkhorn, sinkhorn_scale
 from mhckit.functional.value_checks import value_checks_enabled
 from mhckit.manifolds.base import SquareManifold, check_tensor, default_atol
 
 __all__ = ["Birkhoff"]
 
 
-def _safe_positive(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x > 0, x with non-positive entries replaced by 1)``: divide and log without NaN."""
-    support = x > 0
-    return support, torch.where(support, x, 1.0)
+def _support_divisor(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with its non-positive entries replaced by ``inf``: a finite tensor divided by it
+    is 0 off the support of ``x`` (where tangent vectors vanish) and nothing is NaN."""
+    return torch.where(x > 0, x, math.inf)
 
 
 class Birkhoff(SquareManifold):
@@ -32,7 +32,7 @@ class Birkhoff(SquareManifold):
       metric, ``U - X ⊙ (α1ᵀ + 1βᵀ)`` (:func:`~mhckit.functional.birkhoff_tangent_projection`),
       idempotent, and defined at permutation matrices;
     * ``egrad2rgrad(X, G) = proju(X, X ⊙ G)``, so ``<rgrad, V>_X = <G, V>`` for tangent ``V``;
-    * ``retr(X, U) = sinkhorn(log X + U / X)`` (Sinkhorn scaling of ``X ⊙ exp(U / X)``), with
+    * ``retr(X, U) = sinkhorn_scale(X ⊙ exp(U / X))`` (``= sinkhorn(log X + U / X)``), with
       ``U / X`` clipped to ``±step_clip``; ``max_step(X, U)`` the fraction of ``U`` it takes
       safely (:func:`~mhckit.functional.multiplicative_max_step`);
     * ``transp(X, Y, V) = proju(Y, V ⊙ Y / X)``: the retraction moves in the log-coordinates
@@ -100,12 +100,11 @@ class Birkhoff(SquareManifold):
         self._require_point(x)
         check_tensor(u, "u", trailing=self.shape)
         x, u = torch.broadcast_tensors(x, u)
-        support, x_safe = _safe_positive(x)
-        step = torch.where(support, u / x_safe, 0.0)
-        step = step.clamp(-self.step_clip, self.step_clip)
-        logits = torch.where(support, x_safe.log() + step, -math.inf)
-        work = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-        return self._sinkhorn(work).to(logits.dtype)
+        step = (u / _support_divisor(x)).clamp_(-self.step_clip, self.step_clip)
+        start = x.clamp_min(0) * step.exp_()
+        work = start if start.dtype in (torch.float32, torch.float64) else start.float()
+        return sinkhorn_scale(work, tol=self.tol, max_iter=self.max_iter,
+                              backward=self.backward).to(start.dtype)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Transport ``v ∈ T_x`` to ``T_y``: ``proju(y, v ⊙ y / x)`` (0 where ``x = 0``).
@@ -114,9 +113,7 @@ class Birkhoff(SquareManifold):
         ``y = x``. It keeps the log-coordinates ``v / x`` in which :meth:`retr` moves."""
         check_tensor(x, "x", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
-        support, x_safe = _safe_positive(x)
-        scaled = torch.where(support, v * y / x_safe, 0.0)
-        return self.proju(y, scaled)
+        return self.proju(y, v * (y / _support_divisor(x)))
 
     def max_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Largest fraction ``t ∈ (0, 1]`` of ``u`` that :meth:`retr` takes from ``x`` without
@@ -128,9 +125,7 @@ class Birkhoff(SquareManifold):
               keepdim: bool = False) -> torch.Tensor:
         """``Σ U ⊙ V / X`` over the last two dimensions, skipping entries where ``X = 0``."""
         v = u if v is None else v
-        support, x_safe = _safe_positive(x)
-        terms = torch.where(support, u * v / x_safe, torch.zeros_like(u * v))
-        return terms.sum(dim=(-2, -1), keepdim=keepdim)
+        return (u * v / _support_divisor(x)).sum(dim=(-2, -1), keepdim=keepdim)
 
     def random(self, *size, dtype=None, device=None, generator: torch.Generator | None = None,
                scale: float = 1.0) -> torch.Tensor:
