@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -16,6 +17,21 @@ def _shift(n: int, dtype: torch.dtype) -> float:
     return max(1e-10, 10 * n * torch.finfo(dtype).eps)
 
 
+@functools.cache
+def _gauge(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``11ᵀ/n + δI`` (``n × n``): the rank-one gauge fix plus the shift, made once."""
+    return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) + _shift(n, dtype) * torch.eye(
+        n, dtype=dtype, device=device)
+
+
+def _flat(t: torch.Tensor, batch: torch.Size, size: int, tail: tuple[int, ...]) -> torch.Tensor:
+    """``t`` broadcast to ``batch + tail`` and flattened to ``(size, *tail)`` (a view when
+    ``t`` already has that batch)."""
+    if t.shape[:-len(tail)] != batch:
+        t = t.expand(*batch, *tail)
+    return t.reshape(size, *tail)
+
+
 def solve_scaling_system(x: torch.Tensor, row_rhs: torch.Tensor, col_rhs: torch.Tensor
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """One solution ``(α, β)`` of ``D_r α + Xβ = row_rhs``, ``Xᵀα + D_c β = col_rhs``.
@@ -26,35 +42,34 @@ def solve_scaling_system(x: torch.Tensor, row_rhs: torch.Tensor, col_rhs: torch.
     Sinkhorn dual (``mhckit.functional.sinkhorn``). The matrix is singular (``α + t1``,
     ``β - t1``), so ``α = D_r⁻¹(row_rhs - Xβ)`` is eliminated and the Schur complement
     ``S = D_c - Xᵀ D_r⁻¹ X`` (one zero eigenvalue per connected block of the support of ``X``)
-    is solved as ``(S + 11ᵀ/n + δI) β = col_rhs - Xᵀ D_r⁻¹ row_rhs`` by Cholesky, with two
-    steps of iterative refinement, in ``x``'s precision (at least float32; ``δ`` is above the
-    rounding of ``S`` in that precision). Differentiable; returns ``(α, β)`` in that
-    precision. A non-finite ``x`` gives non-finite output rather than an exception.
+    is solved as ``(S + 11ᵀ/n + δI) β = col_rhs - Xᵀ D_r⁻¹ row_rhs`` through the inverse of
+    its Cholesky factor, with two steps of iterative refinement, in ``x``'s precision (at
+    least float32; ``δ`` is above the rounding of ``S`` in that precision). Differentiable;
+    returns ``(α, β)`` in that precision. A non-finite ``x`` gives non-finite output rather
+    than an exception.
     """
     work = torch.promote_types(x.dtype, torch.float32)
     n = x.shape[-1]
-    batch = torch.broadcast_shapes(x.shape[:-2], row_rhs.shape[:-1], col_rhs.shape[:-1])
-    # One flat batch, so every product is a single ``bmm``/``baddbmm``: the solve costs per
-    # operation, not per number (4 × 4 batches), so it is written in few.
+    batch = x.shape[:-2]
+    if row_rhs.shape[:-1] != batch or col_rhs.shape[:-1] != batch:
+        batch = torch.broadcast_shapes(batch, row_rhs.shape[:-1], col_rhs.shape[:-1])
+    # One flat batch, so every product is a single ``bmm``/``baddbmm``, and the solves are
+    # products with the inverse: the solve costs per operation, not per number (4 × 4
+    # batches), so it is written in few.
     size = math.prod(batch)
-    x = x.to(work).expand(*batch, n, n).reshape(size, n, n)
-    row_rhs = row_rhs.to(work).expand(*batch, n).reshape(size, n, 1)
-    col_rhs = col_rhs.to(work).expand(*batch, n).reshape(size, n, 1)
-    shift = _shift(n, work)
+    x = _flat(x.to(work), batch, size, (n, n))
+    row_rhs = _flat(row_rhs.to(work), batch, size, (n,)).unsqueeze(-1)
+    col_rhs = _flat(col_rhs.to(work), batch, size, (n,)).unsqueeze(-1)
     rows = x.sum(-1, keepdim=True).clamp_min(torch.finfo(work).tiny)  # (size, n, 1)
-    cols = x.sum(-2)
-    # rhs = col_rhs - Xᵀ D_r⁻¹ row_rhs, and S = D_c - Xᵀ D_r⁻¹ X; the Cholesky factor is of
-    # the gauge-fixed S + 11ᵀ/n + δI.
+    # rhs = col_rhs - Xᵀ D_r⁻¹ row_rhs, and S = D_c - Xᵀ D_r⁻¹ X; the inverse is of the
+    # gauge-fixed S + 11ᵀ/n + δI (SPD: through its Cholesky factor).
     scaled_t = (x / rows).transpose(-1, -2)  # (D_r⁻¹ X)ᵀ
     rhs = torch.baddbmm(col_rhs, scaled_t, row_rhs, alpha=-1)
-    schur = torch.bmm(scaled_t, x).neg_()
-    schur.diagonal(dim1=-2, dim2=-1).add_(cols)
-    system = schur + 1.0 / n
-    system.diagonal(dim1=-2, dim2=-1).add_(shift)
-    factor = torch.linalg.cholesky_ex(system).L
-    beta = torch.cholesky_solve(rhs, factor)
+    schur = torch.baddbmm(torch.diag_embed(x.sum(-2)), scaled_t, x, alpha=-1)
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky_ex(schur + _gauge(n, work, x.device)).L)
+    beta = torch.bmm(inverse, rhs)
     for _ in range(2):  # refine against S itself: the residual rhs - Sβ
-        beta = beta + torch.cholesky_solve(torch.baddbmm(rhs, schur, beta, alpha=-1), factor)
+        beta = torch.baddbmm(beta, inverse, torch.baddbmm(rhs, schur, beta, alpha=-1))
     alpha = torch.baddbmm(row_rhs, x, beta, alpha=-1) / rows
     return alpha.reshape(*batch, n), beta.reshape(*batch, n)
 
@@ -89,6 +104,6 @@ def birkhoff_tangent_projection(x: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     if x.shape != u.shape:
         x, u = torch.broadcast_tensors(x, u)
     x = x.clamp_min(0.0)
-    u = u * (x > 0)
+    u = torch.where(x > 0, u, 0.0)
     alpha, beta = solve_scaling_system(x, u.sum(-1), u.sum(-2))
     return torch.addcmul(u, x, alpha.unsqueeze(-1) + beta.unsqueeze(-2), value=-1).to(dtype)

@@ -64,8 +64,13 @@ class Birkhoff(SquareManifold):
         check_sinkhorn_options(tol, max_iter, backward)
         self.tol, self.max_iter, self.backward = float(tol), max_iter, backward
 
+    def _tolerance(self, dtype: torch.dtype) -> float:
+        """The Sinkhorn tolerance used for points of ``dtype``."""
+        return self.tol
+
     def _sinkhorn(self, logits: torch.Tensor) -> torch.Tensor:
-        return sinkhorn(logits, tol=self.tol, max_iter=self.max_iter, backward=self.backward)
+        return sinkhorn(logits, tol=self._tolerance(logits.dtype), max_iter=self.max_iter,
+                        backward=self.backward)
 
     def _require_point(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
         """``x`` if it is a doubly stochastic ``(..., n, n)`` tensor (within a loose tolerance;
@@ -103,7 +108,7 @@ class Birkhoff(SquareManifold):
         step = (u / _support_divisor(x)).clamp_(-self.step_clip, self.step_clip)
         start = x.clamp_min(0) * step.exp_()
         work = start if start.dtype in (torch.float32, torch.float64) else start.float()
-        return sinkhorn_scale(work, tol=self.tol, max_iter=self.max_iter,
+        return sinkhorn_scale(work, tol=self._tolerance(work.dtype), max_iter=self.max_iter,
                               backward=self.backward).to(start.dtype)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,6 @@ import math
 
 import torch
 
-from mhckit.functional import sinkhorn
 from mhckit.manifolds.base import check_size, check_tensor, default_atol
 from mhckit.manifolds.birkhoff import Birkhoff
 
@@ -92,10 +91,9 @@ class PermutationHull(Birkhoff):
             self._permutations[key] = index.to(key)
         return self._permutations[key]
 
-    def _sinkhorn(self, logits: torch.Tensor) -> torch.Tensor:
-        """Birkhoff's Sinkhorn, run to the exact-set tolerance of ``logits``' dtype."""
-        tol = min(self.tol, default_atol(logits.dtype) / 10)
-        return sinkhorn(logits, tol=tol, max_iter=self.max_iter, backward=self.backward)
+    def _tolerance(self, dtype: torch.dtype) -> float:
+        """Birkhoff's Sinkhorn tolerance, tightened to the exact-set tolerance of ``dtype``."""
+        return min(self.tol, default_atol(dtype) / 10)
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``parametrize(z)`` with ``z`` standard Gaussian: interior points, exact marginals."""
