@@ -26,8 +26,10 @@ checks read nothing either (a Sinkhorn that stops on a tolerance still must).
 
 from __future__ import annotations
 
+import operator
 from abc import abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import geoopt
 import torch
@@ -85,6 +87,28 @@ def _check_number(value: object, name: str, *, low: float = 0.0, high: float | N
         raise ValueError(f"{name} must be in {bound}, got {value}")
 
 
+@dataclass
+class _Partition:
+    """A group's split into plain parameters and buckets, kept between eager steps."""
+
+    group: dict
+    params: list[torch.Tensor]
+    with_grad: list[bool]
+    euclidean: list[torch.Tensor]
+    euclidean_states: list[dict]
+    buckets: list[Bucket]
+
+    def holds(self, group: dict, params: list[torch.Tensor], with_grad: list[bool],
+              state: dict) -> bool:
+        """Whether this split is still the split of ``group`` (same parameters, same ones
+        with gradients, their state dicts unreplaced)."""
+        return (group is self.group and with_grad == self.with_grad
+                and len(params) == len(self.params)
+                and all(map(operator.is_, params, self.params))
+                and all(map(operator.is_, map(state.get, self.euclidean), self.euclidean_states))
+                and all(b.is_current(state) for b in self.buckets))
+
+
 class RiemannianOptimizer(torch.optim.Optimizer):
     """Base of :class:`~mhckit.optim.RiemannianSGD` and :class:`~mhckit.optim.RiemannianAdam`.
 
@@ -100,13 +124,20 @@ class RiemannianOptimizer(torch.optim.Optimizer):
 
     def __init__(self, params: Iterable, defaults: dict) -> None:
         self._manifold_keys: dict = {}  # parameter -> (manifold, key, step limit)
+        self._partitions: dict = {}  # id(group) -> _Partition of its last step
         super().__init__(params, defaults)
 
-    def __setstate__(self, state: dict) -> None:  # unpickling skips __init__
+    def __setstate__(self, state: dict) -> None:  # unpickling (and deepcopy) skips __init__
         super().__setstate__(state)
         self.__dict__.setdefault("_manifold_keys", {})
+        self.__dict__["_partitions"] = {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._partitions.clear()
 
     def add_param_group(self, param_group: dict) -> None:
+        self.__dict__.setdefault("_partitions", {}).clear()
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         self._check_group(group)
@@ -171,7 +202,28 @@ class RiemannianOptimizer(torch.optim.Optimizer):
         return cached
 
     def _partition(self, group: dict) -> tuple[list[torch.Tensor], list[Bucket]]:
-        """Split the parameters with gradients into plain ones and buckets of like points."""
+        """Split the parameters with gradients into plain ones and buckets of like points.
+
+        Eagerly, the split of the group's last step is kept while it still holds: the same
+        parameters, the same ones with gradients, and the same state (see
+        :meth:`Bucket.is_current`); its buckets then keep their state stacked."""
+        if torch.compiler.is_compiling():
+            return self._split(group)
+        params = group["params"]
+        grads = [p.grad for p in params]
+        with_grad = [g is not None for g in grads]
+        kept = self._partitions.get(id(group))
+        if (kept is not None and kept.holds(group, params, with_grad, self.state)
+                and not any(g.is_sparse for g in grads if g is not None)):
+            return kept.euclidean, kept.buckets
+        euclidean, buckets = self._split(group)
+        self._partitions[id(group)] = _Partition(group, list(params), with_grad, euclidean,
+                                                 [self.state[p] for p in euclidean], buckets)
+        return euclidean, buckets
+
+    def _split(self, group: dict) -> tuple[list[torch.Tensor], list[Bucket]]:
+        """:meth:`_partition` from scratch: creates the state of new parameters and reads
+        the step counts."""
         euclidean: list[torch.Tensor] = []
         buckets: dict = {}
         compiling = torch.compiler.is_compiling()
@@ -192,7 +244,7 @@ class RiemannianOptimizer(torch.optim.Optimizer):
             key = (kind, p.shape, p.dtype, p.device, fresh, count)
             bucket = buckets.get(key)
             if bucket is None:
-                bucket = buckets[key] = Bucket(manifold, limit, [], [], fresh, count)
+                bucket = buckets[key] = Bucket(manifold, limit, [], [], count)
             bucket.params.append(p)
             bucket.states.append(state)
         return euclidean, list(buckets.values())

@@ -17,8 +17,9 @@ not recompile the step.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import geoopt
 import torch
@@ -90,31 +91,65 @@ def step_counts(steps: list[torch.Tensor]) -> list[float] | list[torch.Tensor]:
 class Bucket:
     """Parameters updated by one batched manifold call.
 
-    ``max_step`` is the manifold's step-size safeguard (or ``None``); ``fresh`` says their
-    state was created this step; ``count`` is their shared step count: eagerly a float, read
-    once when the bucket is formed (it is part of the bucket key) and raised by
-    :meth:`advance` without reading the counts again; while compiling, after
-    :meth:`advance`, a tensor of ones' shape that broadcasts against the stacked points, one
-    count per parameter.
+    ``max_step`` is the manifold's step-size safeguard (or ``None``); ``count`` is their
+    shared step count: eagerly a float, read once when the bucket is formed (it is part of
+    the bucket key) and raised by :meth:`advance` without reading the counts again; while
+    compiling, after :meth:`advance`, a tensor of ones' shape that broadcasts against the
+    stacked points, one count per parameter.
+
+    The optimizer keeps a bucket from step to step while its parameters stay the same
+    (:meth:`is_current`). Eagerly, the state it stores (and the step counts) then lives in
+    one stacked tensor per name, each parameter's state a row of it (``state[name]`` is a
+    view): stacking it again is free, storing it is one copy, counting is one addition.
     """
 
     manifold: geoopt.Manifold
     max_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None
     params: list[torch.Tensor]
     states: list[dict]
-    fresh: bool
     count: float | torch.Tensor = 0.0
+    #: name -> (stacked tensor, the rows of it that the states hold)
+    _stacks: dict[str, tuple[torch.Tensor, list[torch.Tensor]]] = field(default_factory=dict)
+
+    def is_current(self, state: dict) -> bool:
+        """Whether the optimizer ``state`` still holds this bucket's state dicts, at its count
+        (it does unless they were replaced or the counts were changed from outside)."""
+        return (all(map(operator.is_, map(state.get, self.params), self.states))
+                and "step" in self.states[0] and float(self.states[0]["step"]) == self.count)
+
+    def _stacked_rows(self, name: str) -> torch.Tensor | None:
+        """The stacked tensor whose rows the states hold under ``name``, if they still do."""
+        record = self._stacks.get(name)
+        if record is None or not all(
+                map(operator.is_, (s.get(name) for s in self.states), record[1])):
+            return None
+        return record[0]
+
+    def _keep_stacked(self, name: str, value: torch.Tensor) -> None:
+        """Store ``value`` (a fresh stack) as the states' ``name``: each gets a row of it."""
+        rows = list(value.unbind(0))
+        for state, row in zip(self.states, rows, strict=True):
+            state[name] = row
+        self._stacks[name] = (value, rows)
 
     def advance(self) -> float | torch.Tensor:
         """Add one to every step count and return the bucket's count."""
-        steps = [s["step"] for s in self.states]
-        torch._foreach_add_(steps, 1)
-        if not torch.compiler.is_compiling():
-            self.count += 1
+        if torch.compiler.is_compiling():
+            steps = [s["step"] for s in self.states]
+            torch._foreach_add_(steps, 1)
+            x = self.params[0]
+            leading = (len(steps),) if len(steps) > 1 else ()
+            self.count = torch.stack(steps).to(x.device).view(*leading, *(1,) * x.dim())
             return self.count
-        x = self.params[0]
-        leading = (len(steps),) if len(steps) > 1 else ()
-        self.count = torch.stack(steps).to(x.device).view(*leading, *(1,) * x.dim())
+        stacked = self._stacked_rows("step") if len(self.states) > 1 else None
+        if stacked is not None:
+            stacked.add_(1)
+        else:
+            steps = [s["step"] for s in self.states]
+            torch._foreach_add_(steps, 1)
+            if len(steps) > 1:
+                self._keep_stacked("step", torch.stack(steps))
+        self.count += 1
         return self.count
 
     # A bucket of one skips the stacking: its tensors are used as they are (manifold maps
@@ -138,7 +173,11 @@ class Bucket:
         return self._stacked([p.grad for p in self.params])
 
     def stack(self, name: str) -> torch.Tensor:
-        """State ``name`` of every parameter, stacked."""
+        """State ``name`` of every parameter, stacked (the stored stack itself where the
+        states are its rows: updating it in place updates the state)."""
+        stacked = None if self._unbatched() else self._stacked_rows(name)
+        if stacked is not None:
+            return stacked
         return self._stacked([s[name] for s in self.states])
 
     def store_point(self, x: torch.Tensor) -> None:
@@ -147,11 +186,22 @@ class Bucket:
 
     def store(self, name: str, value: torch.Tensor) -> None:
         """Write stacked state back (created on first use, one tensor per parameter)."""
-        if name not in self.states[0]:
+        stacked = None if self._unbatched() else self._stacked_rows(name)
+        if stacked is not None:
+            if value is not stacked:
+                stacked.copy_(value)
+        elif not self._unbatched():  # the states become rows of one stack from now on
+            self._keep_stacked(name, value.clone(memory_format=torch.contiguous_format))
+        elif name not in self.states[0]:
             for state, row in zip(self.states, self._unstacked(value), strict=True):
                 state[name] = row.clone()
         elif not (len(self.states) == 1 and value is self.states[0][name]):
             torch._foreach_copy_([s[name] for s in self.states], self._unstacked(value))
+
+    def _unbatched(self) -> bool:
+        """Whether the states are kept one tensor per parameter: a bucket of one, and any
+        bucket while compiling (the compiled step re-forms its buckets every step)."""
+        return len(self.states) == 1 or torch.compiler.is_compiling()
 
     def is_per_point(self, second_moment: torch.Tensor) -> bool:
         """Whether ``second_moment`` holds one number per point of the manifold (then a
