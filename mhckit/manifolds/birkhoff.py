@@ -105,7 +105,12 @@ class Birkhoff(SquareManifold):
         self._require_point(x)
         check_tensor(u, "u", trailing=self.shape)
         x, u = torch.broadcast_tensors(x, u)
-        step = (u / _support_divisor(x)).clamp_(-self.step_clip, self.step_clip)
+        return self._retract(x, _support_divisor(x), u)
+
+    def _retract(self, x: torch.Tensor, divisor: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """:meth:`retr` of checked, broadcast ``x``, ``u``; ``divisor`` is
+        ``_support_divisor(x)``."""
+        step = (u / divisor).clamp_(-self.step_clip, self.step_clip)
         start = x.clamp_min(0) * step.exp_()
         work = start if start.dtype in (torch.float32, torch.float64) else start.float()
         return sinkhorn_scale(work, tol=self._tolerance(work.dtype), max_iter=self.max_iter,
@@ -119,6 +124,17 @@ class Birkhoff(SquareManifold):
         check_tensor(x, "x", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
         return self.proju(y, v * (y / _support_divisor(x)))
+
+    def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(retr(x, u), transp(x, retr(x, u), v))``, sharing their work."""
+        self._require_point(x)
+        check_tensor(u, "u", trailing=self.shape)
+        check_tensor(v, "v", trailing=self.shape)
+        x, u = torch.broadcast_tensors(x, u)
+        divisor = _support_divisor(x)
+        y = self._retract(x, divisor, u)
+        return y, self.proju(y, v * (y / divisor))
 
     def max_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Largest fraction ``t ∈ (0, 1]`` of ``u`` that :meth:`retr` takes from ``x`` without
