@@ -107,3 +107,68 @@ def test_a_pickled_optimizer_keeps_stepping():
     train(twin_params, twin, 2, 2)
     for p, q in zip(params, twin_params, strict=True):
         assert torch.equal(p.detach(), q.detach())
+
+
+# -- the split kept between steps, and the stacked state of its buckets ----------------------
+
+def test_kept_buckets_hold_their_state_as_rows_of_one_stack():
+    params = make_params()
+    opt = RiemannianAdam(params, lr=0.03)
+    train(params, opt, 3, 0)
+    mixers = params[1:4]  # the three Birkhoff(4) points: one bucket
+    for name in ("exp_avg", "exp_avg_sq", "step"):
+        bases = {id(opt.state[p][name]._base) for p in mixers}
+        assert len(bases) == 1 and opt.state[mixers[0]][name]._base is not None, name
+    assert opt.state[params[4]]["exp_avg"]._base is None  # a bucket of one: its own tensor
+
+
+def replace_a_row(opt, p):
+    opt.state[p]["exp_avg"] = torch.zeros_like(opt.state[p]["exp_avg"])
+
+
+def edit_a_row_in_place(opt, p):
+    opt.state[p]["exp_avg"].mul_(-2.0)
+
+
+def change_a_step_count(opt, p):
+    opt.state[p]["step"].fill_(1.0)
+
+
+def replace_a_state_dict(opt, p):
+    opt.state[p] = {key: value.clone() * 0.5 for key, value in opt.state[p].items()}
+
+
+EDITS = [replace_a_row, edit_a_row_in_place, change_a_step_count, replace_a_state_dict]
+
+
+@pytest.mark.parametrize("edit", EDITS, ids=lambda edit: edit.__name__)
+def test_edits_of_the_state_from_outside_reach_the_next_step(edit):
+    """The kept split and the stacked rows notice a changed state: the optimizer steps as a
+    deep copy does, whose split is formed afresh."""
+    params = make_params()
+    opt = RiemannianAdam(params, lr=0.03)
+    train(params, opt, 3, 0)
+    twin_params = copy.deepcopy(params)
+    twin = RiemannianAdam(twin_params, lr=0.03)
+    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    edit(opt, params[2])
+    edit(twin, twin_params[2])
+    train(params, opt, 3, 3)
+    train(twin_params, twin, 3, 3)
+    for p, q in zip(params, twin_params, strict=True):
+        assert torch.equal(p.detach(), q.detach())
+
+
+def test_a_parameter_without_gradient_skips_a_step_and_the_rest_batch_again():
+    params = make_params()
+    opt = RiemannianAdam(params, lr=0.03)
+    train(params, opt, 2, 0)
+    before = params[2].detach().clone()
+    for p in params:
+        p.grad = 0.1 * torch.ones_like(p)
+    params[2].grad = None
+    opt.step()
+    assert torch.equal(params[2].detach(), before)
+    assert float(opt.state[params[2]]["step"]) == 2 and float(opt.state[params[1]]["step"]) == 3
+    train(params, opt, 2, 5)  # counts differ now: two buckets, each with its own count
+    assert float(opt.state[params[2]]["step"]) == 4 and float(opt.state[params[1]]["step"]) == 5

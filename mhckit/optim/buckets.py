@@ -114,8 +114,12 @@ class Bucket:
     def is_current(self, state: dict) -> bool:
         """Whether the optimizer ``state`` still holds this bucket's state dicts, at its count
         (it does unless they were replaced or the counts were changed from outside)."""
-        return (all(map(operator.is_, map(state.get, self.params), self.states))
-                and "step" in self.states[0] and float(self.states[0]["step"]) == self.count)
+        if not all(map(operator.is_, map(state.get, self.params), self.states)):
+            return False
+        stacked = self._stacked_rows("step")
+        if stacked is not None:  # one read for all the counts
+            return all(c == self.count for c in stacked.tolist())
+        return all("step" in s and float(s["step"]) == self.count for s in self.states)
 
     def _stacked_rows(self, name: str) -> torch.Tensor | None:
         """The stacked tensor whose rows the states hold under ``name``, if they still do."""
