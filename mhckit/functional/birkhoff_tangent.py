@@ -17,11 +17,22 @@ def _shift(n: int, dtype: torch.dtype) -> float:
     return max(1e-10, 10 * n * torch.finfo(dtype).eps)
 
 
+_TINY = {dtype: torch.finfo(dtype).tiny for dtype in (torch.float32, torch.float64)}
+
+
 @functools.cache
-def _gauge(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """``11ᵀ/n + δI`` (``n × n``): the rank-one gauge fix plus the shift, made once."""
-    return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) + _shift(n, dtype) * torch.eye(
-        n, dtype=dtype, device=device)
+def _constants(n: int, dtype: torch.dtype, device: torch.device
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(11ᵀ/n + δI, I)`` (``n × n``): the rank-one gauge fix plus the shift, and the
+    identity, made once."""
+    eye = torch.eye(n, dtype=dtype, device=device)
+    return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) + _shift(n, dtype) * eye, eye
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, skipping the call when it would return ``t`` (the 4 × 4 solves pay
+    for every call)."""
+    return t if t.dtype == dtype else t.to(dtype)
 
 
 def _flat(t: torch.Tensor, batch: torch.Size, size: int, tail: tuple[int, ...]) -> torch.Tensor:
@@ -57,16 +68,20 @@ def solve_scaling_system(x: torch.Tensor, row_rhs: torch.Tensor, col_rhs: torch.
     # products with the inverse: the solve costs per operation, not per number (4 × 4
     # batches), so it is written in few.
     size = math.prod(batch)
-    x = _flat(x.to(work), batch, size, (n, n))
-    row_rhs = _flat(row_rhs.to(work), batch, size, (n,)).unsqueeze(-1)
-    col_rhs = _flat(col_rhs.to(work), batch, size, (n,)).unsqueeze(-1)
-    rows = x.sum(-1, keepdim=True).clamp_min(torch.finfo(work).tiny)  # (size, n, 1)
+    x = _flat(_as(x, work), batch, size, (n, n))
+    row_rhs = _flat(_as(row_rhs, work), batch, size, (n,)).unsqueeze(-1)
+    col_rhs = _flat(_as(col_rhs, work), batch, size, (n,)).unsqueeze(-1)
+    rows = x.sum(-1, keepdim=True).clamp_min(_TINY[work])  # (size, n, 1)
     # rhs = col_rhs - Xᵀ D_r⁻¹ row_rhs, and S = D_c - Xᵀ D_r⁻¹ X; the inverse is of the
     # gauge-fixed S + 11ᵀ/n + δI (SPD: through its Cholesky factor).
     scaled_t = (x / rows).transpose(-1, -2)  # (D_r⁻¹ X)ᵀ
     rhs = torch.baddbmm(col_rhs, scaled_t, row_rhs, alpha=-1)
     schur = torch.baddbmm(torch.diag_embed(x.sum(-2)), scaled_t, x, alpha=-1)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky_ex(schur + _gauge(n, work, x.device)).L)
+    gauge, eye = _constants(n, work, x.device)
+    # (LLᵀ)⁻¹ = L⁻ᵀL⁻¹ with L⁻¹ by one triangular solve: cheaper than cholesky_inverse
+    root = torch.linalg.solve_triangular(torch.linalg.cholesky_ex(schur + gauge).L, eye,
+                                         upper=False)
+    inverse = torch.bmm(root.transpose(-1, -2), root)
     beta = torch.bmm(inverse, rhs)
     for _ in range(2):  # refine against S itself: the residual rhs - Sβ
         beta = torch.baddbmm(beta, inverse, torch.baddbmm(rhs, schur, beta, alpha=-1))
@@ -100,10 +115,10 @@ def birkhoff_tangent_projection(x: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     """
     dtype = torch.promote_types(x.dtype, u.dtype)
     work = torch.promote_types(dtype, torch.float32)
-    x, u = x.to(work), u.to(work)
+    x, u = _as(x, work), _as(u, work)
     if x.shape != u.shape:
         x, u = torch.broadcast_tensors(x, u)
     x = x.clamp_min(0.0)
     u = torch.where(x > 0, u, 0.0)
     alpha, beta = solve_scaling_system(x, u.sum(-1), u.sum(-2))
-    return torch.addcmul(u, x, alpha.unsqueeze(-1) + beta.unsqueeze(-2), value=-1).to(dtype)
+    return _as(torch.addcmul(u, x, alpha.unsqueeze(-1) + beta.unsqueeze(-2), value=-1), dtype)

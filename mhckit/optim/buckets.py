@@ -20,6 +20,7 @@ import math
 import operator
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import geoopt
 import torch
@@ -125,7 +126,7 @@ class Bucket:
         """The stacked tensor whose rows the states hold under ``name``, if they still do."""
         record = self._stacks.get(name)
         if record is None or not all(
-                map(operator.is_, (s.get(name) for s in self.states), record[1])):
+                map(operator.is_, map(dict.get, self.states, repeat(name)), record[1])):
             return None
         return record[0]
 
