@@ -29,6 +29,13 @@ def _constants(n: int, dtype: torch.dtype, device: torch.device
     return torch.full((n, n), 1.0 / n, dtype=dtype, device=device) + _shift(n, dtype) * eye, eye
 
 
+def _working_dtype(dtype: torch.dtype) -> torch.dtype:
+    """``promote_types(dtype, float32)`` without a dispatched call for the common dtypes."""
+    if dtype is torch.float32 or dtype is torch.float64:
+        return dtype
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``t.to(dtype)``, skipping the call when it would return ``t`` (the 4 × 4 solves pay
     for every call)."""
@@ -59,7 +66,7 @@ def solve_scaling_system(x: torch.Tensor, row_rhs: torch.Tensor, col_rhs: torch.
     returns ``(α, β)`` in that precision. A non-finite ``x`` gives non-finite output rather
     than an exception.
     """
-    work = torch.promote_types(x.dtype, torch.float32)
+    work = _working_dtype(x.dtype)
     n = x.shape[-1]
     batch = x.shape[:-2]
     if row_rhs.shape[:-1] != batch or col_rhs.shape[:-1] != batch:
@@ -113,8 +120,8 @@ def birkhoff_tangent_projection(x: torch.Tensor, u: torch.Tensor) -> torch.Tenso
     (Douik & Hassibi, arXiv 1802.02628; implicit Sinkhorn differentiation: Eisenberger et al.,
     CVPR 2022). Differentiable; returns ``promote_types(x.dtype, u.dtype)``.
     """
-    dtype = torch.promote_types(x.dtype, u.dtype)
-    work = torch.promote_types(dtype, torch.float32)
+    dtype = x.dtype if x.dtype is u.dtype else torch.promote_types(x.dtype, u.dtype)
+    work = _working_dtype(dtype)
     x, u = _as(x, work), _as(u, work)
     if x.shape != u.shape:
         x, u = torch.broadcast_tensors(x, u)

@@ -23,9 +23,7 @@ def multiplicative_max_step(x: torch.Tensor, u: torch.Tensor, *, shrink: float =
     a step that is already safe gets exactly ``t = 1``. Reads nothing back to the host.
     """
     x, u = torch.broadcast_tensors(x, u)
-    # u / x, and 0 where x <= 0 (u / inf); then the extreme ratios of each matrix at once
-    ratio = (u / torch.where(x > 0, x, math.inf)).flatten(-2)
-    lowest, highest = ratio.aminmax(dim=-1)
-    # t = 1 / max(1, -lowest / shrink, highest / grow): exactly 1 for a safe step
-    worst = torch.maximum(lowest * (-1.0 / shrink), highest * (1.0 / grow)).clamp_min_(1.0)
-    return worst.reciprocal_().unsqueeze(-1).unsqueeze(-1)
+    ratio = u / torch.where(x > 0, x, math.inf)  # u / x, and 0 where x <= 0 (u / inf)
+    # t = 1 / max(1, -min(ratio) / shrink, max(ratio) / grow): exactly 1 for a safe step
+    worst = torch.maximum(ratio * (-1.0 / shrink), ratio * (1.0 / grow))
+    return worst.amax(dim=(-2, -1), keepdim=True).clamp_min_(1.0).reciprocal_()
