@@ -31,7 +31,8 @@ class Birkhoff(SquareManifold):
     * tangent space ``{U : U1 = 0, Uᵀ1 = 0}``; ``proju`` is the orthogonal projection in that
       metric, ``U - X ⊙ (α1ᵀ + 1βᵀ)`` (:func:`~mhckit.functional.birkhoff_tangent_projection`),
       idempotent, and defined at permutation matrices;
-    * ``egrad2rgrad(X, G) = proju(X, X ⊙ G)``, so ``<rgrad, V>_X = <G, V>`` for tangent ``V``;
+    * ``egrad2rgrad(X, G) = proju(X, X ⊙ G)``, so ``<rgrad, V>_X = <G, V>`` for tangent ``V``
+      (``X ⊙ G`` vanishes where ``X`` does, so the projection skips masking it; ``X >= 0``);
     * ``retr(X, U) = sinkhorn_scale(X ⊙ exp(U / X))`` (``= sinkhorn(log X + U / X)``), with
       ``U / X`` clipped to ``±step_clip``; ``max_step(X, U)`` the fraction of ``U`` it takes
       safely (:func:`~mhckit.functional.multiplicative_max_step`);
@@ -99,7 +100,7 @@ class Birkhoff(SquareManifold):
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._require_point(x)
         check_tensor(u, "u", trailing=self.shape)
-        return birkhoff_tangent_projection(x, x * u)
+        return birkhoff_tangent_projection(x, x * u, on_support=True)  # x ⊙ u is 0 off it
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._require_point(x)
@@ -123,7 +124,12 @@ class Birkhoff(SquareManifold):
         ``y = x``. It keeps the log-coordinates ``v / x`` in which :meth:`retr` moves."""
         check_tensor(x, "x", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
-        return self.proju(y, v * (y / _support_divisor(x)))
+        return self._transport(y, v / _support_divisor(x))
+
+    def _transport(self, y: torch.Tensor, log_coordinates: torch.Tensor) -> torch.Tensor:
+        """``proju(y, y ⊙ log_coordinates)``; the vector is 0 where ``y`` is."""
+        self._require_point(y, "y")
+        return birkhoff_tangent_projection(y, y * log_coordinates, on_support=True)
 
     def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +140,7 @@ class Birkhoff(SquareManifold):
         x, u = torch.broadcast_tensors(x, u)
         divisor = _support_divisor(x)
         y = self._retract(x, divisor, u)
-        return y, self.proju(y, v * (y / divisor))
+        return y, self._transport(y, v / divisor)
 
     def max_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Largest fraction ``t ∈ (0, 1]`` of ``u`` that :meth:`retr` takes from ``x`` without
