@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhckit.functional import SinkhornInfo, sinkhorn, sinkhorn_scale
+from mhckit.functional import SinkhornInfo, birkhoff_tangent_projection, sinkhorn, sinkhorn_scale
 
 TIGHT = {"tol": 1e-14, "max_iter": 1000}
 
@@ -327,3 +327,23 @@ def test_traced_scaling_has_no_graph_break_and_runs_max_iter_sweeps():
     torch._dynamo.reset()
     assert info.iterations == 30
     torch.testing.assert_close(traced, log_domain_sweeps(a.log(), 30), atol=1e-6, rtol=0)
+
+
+def test_scaling_a_retraction_start_stops_after_two_sweeps():
+    """``X ⊙ exp(U / X)`` with ``U`` tangent at a doubly stochastic ``X`` has unit marginals to
+    second order in ``U / X``: the first check, after 2 sweeps, already finds ``tol``."""
+    x = sinkhorn(torch.randn(16, 4, 4, generator=torch.Generator().manual_seed(0)))
+    u = birkhoff_tangent_projection(x, 1e-3 * torch.randn(16, 4, 4) * x)
+    p, info = sinkhorn_scale(x * (u / x).exp(), tol=1e-6, return_info=True)
+    assert info.iterations == 2 and float(info.residual.max()) <= 1e-6
+
+
+@pytest.mark.parametrize("batch", [7, 300], ids=["view", "relayout"])
+def test_small_and_large_batches_give_each_matrix_its_own_result(batch):
+    """Below 64 matrices the sweeps run on a view of the input, from 64 on on a batch-last
+    copy: either way a matrix comes out as it does alone (to the tolerance reached)."""
+    logits = 3.0 * torch.randn(batch, 4, 4, dtype=torch.float64)
+    together = sinkhorn(logits, **TIGHT)
+    alone = torch.stack([sinkhorn(z, **TIGHT) for z in logits[:5]])
+    torch.testing.assert_close(together[:5], alone, atol=1e-12, rtol=0)
+    assert together.is_contiguous()
