@@ -86,7 +86,9 @@ def test_stabilize_projects_points_and_their_first_moments_now():
 @pytest.mark.parametrize("manifold, shape", [
     (M.Stiefel(5, 3), (5, 3)), (M.Grassmann(5, 2), (5, 2)), (geoopt.Sphere(), (5,)),
     (geoopt.Stiefel(canonical=False), (5, 3)),
-], ids=["mhckit-stiefel", "mhckit-grassmann", "geoopt-sphere", "geoopt-stiefel"])
+    (M.Birkhoff(4, tol=0, max_iter=5), (4, 4)),  # a fixed-count Sinkhorn checks nothing
+], ids=["mhckit-stiefel", "mhckit-grassmann", "geoopt-sphere", "geoopt-stiefel",
+        "mhckit-birkhoff-fixed-count"])
 @pytest.mark.parametrize("optimizer", [
     lambda p: RiemannianAdam(p, lr=0.1, weight_decay=0.1, amsgrad=True),
     lambda p: RiemannianSGD(p, lr=0.1, momentum=0.9, nesterov=True),

@@ -176,8 +176,9 @@ def _converge(q: torch.Tensor, exp_domain: bool, shape: torch.Size, tol: float, 
               iterations: int, first_check: int = _CHECK_EVERY) -> tuple[torch.Tensor, int]:
     """Sinkhorn sweeps on the batch-last ``q`` (``P``, or ``log P`` if not ``exp_domain``),
     then Newton steps on ``log P``, until the row residual is ``<= tol`` (checked after
-    ``first_check`` sweeps, then every ``_CHECK_EVERY`` sweeps and after every Newton step)
-    or ``iterations`` reaches ``max_iter``. Returns ``(P, iterations)``, ``P`` of ``shape``."""
+    ``first_check`` sweeps, then every ``_CHECK_EVERY`` sweeps and after every Newton step;
+    never for ``tol = 0``) or ``iterations`` reaches ``max_iter``. Returns
+    ``(P, iterations)``, ``P`` of ``shape``."""
     sweeps, between_checks = 0, first_check
     while iterations < max_iter:
         if sweeps < _SWEEPS_BEFORE_NEWTON:
@@ -193,9 +194,10 @@ def _converge(q: torch.Tensor, exp_domain: bool, shape: torch.Size, tol: float, 
                 exp_domain = False
             q = _sweep(_batch_last(_newton_step(_batch_first(q, shape))))
             iterations += 1
-        with torch.no_grad():
-            if _row_gap(q, exp_domain) <= tol:
-                break
+        if tol > 0:  # tol = 0: a fixed count, which reads nothing back to the host
+            with torch.no_grad():
+                if _row_gap(q, exp_domain) <= tol:
+                    break
     return _batch_first(q if exp_domain else q.exp(), shape), iterations
 
 
@@ -320,10 +322,10 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
 
     It stops once ``max |P1 - 1| <= tol`` for every matrix of the batch (every sweep ends
     on the columns, so ``Pᵀ1 = 1`` to the rounding of a column sum; a positive ``tol`` is
-    raised to ``2√n·eps`` of the working dtype, the rounding floor of a row sum; ``tol=0``
-    turns that floor off and runs ``max_iter`` iterations), checked every 5 sweeps and
-    after every Newton step (one host synchronisation per check), or after ``max_iter``
-    iterations. It does not warn when ``tol`` is not reached; the residual says
+    raised to ``2√n·eps`` of the working dtype, the rounding floor of a row sum), checked
+    every 5 sweeps and after every Newton step (one host synchronisation per check), or after
+    ``max_iter`` iterations. ``tol=0`` runs exactly ``max_iter`` iterations and checks
+    nothing: apart from one read of the logits' spread, it waits on no GPU. It does not warn when ``tol`` is not reached; the residual says
     so (``return_info=True`` returns ``(P, SinkhornInfo(residual, iterations))``).
 
     Under ``torch.compile`` every one of those decisions would read a value back to the
@@ -365,7 +367,8 @@ def sinkhorn_scale(matrix: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 1
     sweeps, not 5: ``A`` is typically a warm start (a retraction's ``X ⊙ exp(U / X)``, ``U``
     tangent, has unit marginals to second order in ``U / X``). ``tol``, ``max_iter``,
     ``return_info``, the traced fixed-count path (``max_iter`` sweeps on ``P``) and the
-    working precision are :func:`sinkhorn`'s.
+    working precision are :func:`sinkhorn`'s; with ``tol=0`` (exactly ``max_iter``
+    iterations, no check) it reads nothing back to the host at all.
 
     This is the cheaper call where ``A`` is at hand, as in the multiplicative retraction
     ``X ⊙ exp(U / X)`` of :class:`~mhckit.manifolds.Birkhoff`: it skips the logarithm, the
