@@ -325,8 +325,9 @@ def sinkhorn(logits: torch.Tensor, *, tol: float = 1e-6, max_iter: int = 100,
     raised to ``2√n·eps`` of the working dtype, the rounding floor of a row sum), checked
     every 5 sweeps and after every Newton step (one host synchronisation per check), or after
     ``max_iter`` iterations. ``tol=0`` runs exactly ``max_iter`` iterations and checks
-    nothing: apart from one read of the logits' spread, it waits on no GPU. It does not warn when ``tol`` is not reached; the residual says
-    so (``return_info=True`` returns ``(P, SinkhornInfo(residual, iterations))``).
+    nothing: apart from one read of the logits' spread, it waits on no GPU. It does not warn
+    when ``tol`` is not reached; the residual says so (``return_info=True`` returns
+    ``(P, SinkhornInfo(residual, iterations))``).
 
     Under ``torch.compile`` every one of those decisions would read a value back to the
     host and break the graph, so a traced call runs exactly ``max_iter`` plain log-domain
