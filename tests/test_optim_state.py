@@ -84,17 +84,26 @@ def test_a_resumed_run_continues_bit_for_bit(name):
             assert torch.equal(resumed_opt.state[q][key], value), key
 
 
+def adam_twin(params, opt):
+    """Deep copies of ``params`` and a new ``RiemannianAdam`` over them with ``opt``'s state."""
+    twin_params = copy.deepcopy(params)
+    twin = RiemannianAdam(twin_params, lr=0.03)
+    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    return twin_params, twin
+
+
+def assert_both_step_alike(params, opt, twin_params, twin, steps, first_step):
+    train(params, opt, steps, first_step)
+    train(twin_params, twin, steps, first_step)
+    for p, q in zip(params, twin_params, strict=True):
+        assert torch.equal(p.detach(), q.detach())
+
+
 def test_a_deep_copied_optimizer_steps_like_the_original():
     params = make_params()
     opt = RiemannianAdam(params, lr=0.03)
     train(params, opt, 2, 0)
-    twin_params = copy.deepcopy(params)
-    twin = RiemannianAdam(twin_params, lr=0.03)
-    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
-    train(params, opt, 2, 2)
-    train(twin_params, twin, 2, 2)
-    for p, q in zip(params, twin_params, strict=True):
-        assert torch.equal(p.detach(), q.detach())
+    assert_both_step_alike(params, opt, *adam_twin(params, opt), 2, 2)
 
 
 def test_a_pickled_optimizer_keeps_stepping():
@@ -103,10 +112,7 @@ def test_a_pickled_optimizer_keeps_stepping():
     train(params, opt, 2, 0)
     twin = saved(opt)
     twin_params = [p for group in twin.param_groups for p in group["params"]]
-    train(params, opt, 2, 2)
-    train(twin_params, twin, 2, 2)
-    for p, q in zip(params, twin_params, strict=True):
-        assert torch.equal(p.detach(), q.detach())
+    assert_both_step_alike(params, opt, twin_params, twin, 2, 2)
 
 
 # -- the split kept between steps, and the stacked state of its buckets ----------------------
@@ -148,15 +154,10 @@ def test_edits_of_the_state_from_outside_reach_the_next_step(edit):
     params = make_params()
     opt = RiemannianAdam(params, lr=0.03)
     train(params, opt, 3, 0)
-    twin_params = copy.deepcopy(params)
-    twin = RiemannianAdam(twin_params, lr=0.03)
-    twin.load_state_dict(copy.deepcopy(opt.state_dict()))
+    twin_params, twin = adam_twin(params, opt)
     edit(opt, params[2])
     edit(twin, twin_params[2])
-    train(params, opt, 3, 3)
-    train(twin_params, twin, 3, 3)
-    for p, q in zip(params, twin_params, strict=True):
-        assert torch.equal(p.detach(), q.detach())
+    assert_both_step_alike(params, opt, twin_params, twin, 3, 3)
 
 
 def test_a_parameter_without_gradient_skips_a_step_and_the_rest_batch_again():

@@ -242,17 +242,20 @@ def test_exp_domain_sweeps_equal_log_domain_sweeps_for_moderate_logits(n, spread
     torch.testing.assert_close(p, log_domain_sweeps(logits, sweeps), atol=1e-12, rtol=1e-10)
 
 
-def test_traced_sinkhorn_has_no_graph_break_and_matches_eager_within_tol():
+def traced_without_graph_break(fn, x):
+    """``fn(x)`` compiled whole (asserting dynamo breaks no graph in it)."""
     torch._dynamo.reset()
-    logits = 3.0 * torch.eye(4) + 0.3 * torch.randn(16, 4, 4)
-
-    def fn(z):
-        return sinkhorn(z, tol=1e-6, max_iter=20, return_info=True)
-
-    explanation = torch._dynamo.explain(fn)(logits)
+    explanation = torch._dynamo.explain(fn)(x)
     assert explanation.graph_break_count == 0, explanation.break_reasons
-    traced, info = torch.compile(fn, backend="eager", fullgraph=True)(logits)
+    out = torch.compile(fn, backend="eager", fullgraph=True)(x)
     torch._dynamo.reset()
+    return out
+
+
+def test_traced_sinkhorn_has_no_graph_break_and_matches_eager_within_tol():
+    logits = 3.0 * torch.eye(4) + 0.3 * torch.randn(16, 4, 4)
+    traced, info = traced_without_graph_break(
+        lambda z: sinkhorn(z, tol=1e-6, max_iter=20, return_info=True), logits)
     assert info.iterations == 20  # a fixed count: no early stop while traced
     torch.testing.assert_close(traced, log_domain_sweeps(logits, 20), atol=1e-6, rtol=0)
     torch.testing.assert_close(traced, sinkhorn(logits, tol=1e-6, max_iter=20), atol=2e-6, rtol=0)
@@ -315,16 +318,9 @@ def test_scaling_bad_matrices_raise_naming_the_argument(bad, match):
 
 
 def test_traced_scaling_has_no_graph_break_and_runs_max_iter_sweeps():
-    torch._dynamo.reset()
     a = torch.rand(16, 4, 4) + 0.05
-
-    def fn(m):
-        return sinkhorn_scale(m, tol=1e-6, max_iter=30, return_info=True)
-
-    explanation = torch._dynamo.explain(fn)(a)
-    assert explanation.graph_break_count == 0, explanation.break_reasons
-    traced, info = torch.compile(fn, backend="eager", fullgraph=True)(a)
-    torch._dynamo.reset()
+    traced, info = traced_without_graph_break(
+        lambda m: sinkhorn_scale(m, tol=1e-6, max_iter=30, return_info=True), a)
     assert info.iterations == 30
     torch.testing.assert_close(traced, log_domain_sweeps(a.log(), 30), atol=1e-6, rtol=0)
 
