@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mhckit.functional import birkhoff_tangent_projection, sinkhorn
+from mhckit.functional import birkhoff_tangent_projection, sinkhorn, support_divisor
 from mhckit.manifolds import Birkhoff
 
 F64 = torch.float64
@@ -271,3 +271,9 @@ def test_max_step_bounds_the_shrink_of_every_entry_and_leaves_safe_steps_alone()
     assert t.shape == (3, 1, 1) and bool((t < 1).all())
     assert float((t * long / x).min()) >= -1.0 - 1e-12  # no entry shrinks by more than e
     assert bool((m.max_step(x, short) == 1).all())
+
+
+def test_support_divisor_divides_on_the_support_and_gives_zero_off_it():
+    x = torch.tensor([[0.5, 0.0], [-0.0, 2.0]])
+    u = torch.tensor([[1.0, 3.0], [-4.0, 1.0]])
+    assert torch.equal(u / support_divisor(x), torch.tensor([[2.0, 0.0], [0.0, 0.5]]))

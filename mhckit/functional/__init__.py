@@ -11,10 +11,11 @@ from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.polar import polar_refine
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn, sinkhorn_scale
+from mhckit.functional.support_divisor import support_divisor
 from mhckit.functional.value_checks import value_checks, value_checks_enabled
 
 __all__ = ["birkhoff_tangent_projection", "sinkhorn", "sinkhorn_scale", "SinkhornInfo",
            "cayley", "skew", "helmert_basis", "polar_refine",
            "kron", "kron_apply", "nearest_kronecker_factors",
            "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear",
-           "multiplicative_max_step", "value_checks", "value_checks_enabled"]
+           "multiplicative_max_step", "support_divisor", "value_checks", "value_checks_enabled"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from mhckit.functional.support_divisor import support_divisor
 
 __all__ = ["multiplicative_max_step"]
 
@@ -22,7 +22,7 @@ def multiplicative_max_step(x: torch.Tensor, u: torch.Tensor, *, shrink: float =
     arXiv 1802.02628). Entries where ``x = 0`` are ignored (tangent vectors vanish there);
     a step that is already safe gets exactly ``t = 1``. Reads nothing back to the host.
     """
-    ratio = u / torch.where(x > 0, x, math.inf)  # u / x, and 0 where x <= 0 (u / inf)
+    ratio = u / support_divisor(x)  # u / x, and 0 where x <= 0
     # t = 1 / max(1, -min(ratio) / shrink, max(ratio) / grow): exactly 1 for a safe step
     worst = torch.maximum(ratio * (-1.0 / shrink), ratio * (1.0 / grow))
     return worst.amax(dim=(-2, -1), keepdim=True).clamp_min_(1.0).reciprocal_()

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import torch
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection, solve_scaling_system
+from mhckit.functional.support_divisor import support_divisor
 from mhckit.functional.value_checks import value_checks_enabled
 
 __all__ = ["SinkhornInfo", "sinkhorn", "sinkhorn_scale", "check_sinkhorn_options"]
@@ -216,6 +217,11 @@ def _iterate_traced(q: torch.Tensor, max_iter: int, exp_domain: bool
     return _batch_first(q if exp_domain else q.exp(), shape), max_iter
 
 
+def _iteration(scaled: bool):
+    """:func:`_iterate_scaled` (from a matrix ``A``) or :func:`_iterate` (from logits)."""
+    return _iterate_scaled if scaled else _iterate
+
+
 class _ImplicitSinkhorn(torch.autograd.Function):
     """Sinkhorn whose backward differentiates the fixed point, not the iterations.
 
@@ -228,7 +234,7 @@ class _ImplicitSinkhorn(torch.autograd.Function):
 
     @staticmethod
     def forward(start, tol, max_iter, scaled):
-        return (_iterate_scaled if scaled else _iterate)(start, tol, max_iter)
+        return _iteration(scaled)(start, tol, max_iter)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -243,8 +249,7 @@ class _ImplicitSinkhorn(torch.autograd.Function):
         p, start = ctx.saved_tensors
         grad = birkhoff_tangent_projection(p, p * grad_p)
         if ctx.scaled:
-            support = start > 0
-            grad = torch.where(support, grad / torch.where(support, start, 1.0), 0.0)
+            grad = grad / support_divisor(start)
         return grad, None, None, None
 
 
@@ -260,7 +265,7 @@ def _run(start: torch.Tensor, tol: float, max_iter: int, backward: str, scaled: 
     if backward == "implicit" and q.requires_grad and torch.is_grad_enabled():
         p, iterations = _ImplicitSinkhorn.apply(q, tol, max_iter, scaled)
     else:
-        p, iterations = (_iterate_scaled if scaled else _iterate)(q, tol, max_iter)
+        p, iterations = _iteration(scaled)(q, tol, max_iter)
     if not return_info:
         return p.to(start.dtype)
     with torch.no_grad():  # summed in float64: the residual of P itself, not of its rounding

@@ -10,16 +10,11 @@ from geoopt.utils import size2shape
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
 from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.sinkhorn import check_sinkhorn_options, sinkhorn, sinkhorn_scale
+from mhckit.functional.support_divisor import support_divisor
 from mhckit.functional.value_checks import value_checks_enabled
 from mhckit.manifolds.base import SquareManifold, check_tensor, default_atol
 
 __all__ = ["Birkhoff"]
-
-
-def _support_divisor(x: torch.Tensor) -> torch.Tensor:
-    """``x`` with its non-positive entries replaced by ``inf``: a finite tensor divided by it
-    is 0 off the support of ``x`` (where tangent vectors vanish) and nothing is NaN."""
-    return torch.where(x > 0, x, math.inf)
 
 
 class Birkhoff(SquareManifold):
@@ -106,11 +101,11 @@ class Birkhoff(SquareManifold):
         self._require_point(x)
         check_tensor(u, "u", trailing=self.shape)
         x, u = torch.broadcast_tensors(x, u)
-        return self._retract(x, _support_divisor(x), u)
+        return self._retract(x, support_divisor(x), u)
 
     def _retract(self, x: torch.Tensor, divisor: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """:meth:`retr` of checked, broadcast ``x``, ``u``; ``divisor`` is
-        ``_support_divisor(x)``."""
+        ``support_divisor(x)``."""
         step = (u / divisor).clamp_(-self.step_clip, self.step_clip)
         start = x.clamp_min(0) * step.exp_()
         work = start if start.dtype in (torch.float32, torch.float64) else start.float()
@@ -124,7 +119,7 @@ class Birkhoff(SquareManifold):
         ``y = x``. It keeps the log-coordinates ``v / x`` in which :meth:`retr` moves."""
         check_tensor(x, "x", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
-        return self._transport(y, v / _support_divisor(x))
+        return self._transport(y, v / support_divisor(x))
 
     def _transport(self, y: torch.Tensor, log_coordinates: torch.Tensor) -> torch.Tensor:
         """``proju(y, y ⊙ log_coordinates)``; the vector is 0 where ``y`` is."""
@@ -138,7 +133,7 @@ class Birkhoff(SquareManifold):
         check_tensor(u, "u", trailing=self.shape)
         check_tensor(v, "v", trailing=self.shape)
         x, u = torch.broadcast_tensors(x, u)
-        divisor = _support_divisor(x)
+        divisor = support_divisor(x)
         y = self._retract(x, divisor, u)
         return y, self._transport(y, v / divisor)
 
@@ -152,7 +147,7 @@ class Birkhoff(SquareManifold):
               keepdim: bool = False) -> torch.Tensor:
         """``Σ U ⊙ V / X`` over the last two dimensions, skipping entries where ``X = 0``."""
         v = u if v is None else v
-        return (u * v / _support_divisor(x)).sum(dim=(-2, -1), keepdim=keepdim)
+        return (u * v / support_divisor(x)).sum(dim=(-2, -1), keepdim=keepdim)
 
     def random(self, *size, dtype=None, device=None, generator: torch.Generator | None = None,
                scale: float = 1.0) -> torch.Tensor:

@@ -146,13 +146,13 @@ class Bucket:
             leading = (len(steps),) if len(steps) > 1 else ()
             self.count = torch.stack(steps).to(x.device).view(*leading, *(1,) * x.dim())
             return self.count
-        stacked = self._stacked_rows("step") if len(self.states) > 1 else None
+        stacked = None if self._unbatched() else self._stacked_rows("step")
         if stacked is not None:
             stacked.add_(1)
         else:
             steps = [s["step"] for s in self.states]
             torch._foreach_add_(steps, 1)
-            if len(steps) > 1:
+            if not self._unbatched():
                 self._keep_stacked("step", torch.stack(steps))
         self.count += 1
         return self.count
