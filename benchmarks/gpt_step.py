@@ -15,7 +15,13 @@ With ``--compile`` every model runs under ``torch.compile`` (inductor; compilati
 the untimed warm-up steps and takes minutes on CPU): the constraint maps are many small
 operations, which the compiler fuses.
 
+``--widths 128,256,512`` repeats the table at each ``n_embd`` (one table per width, each
+timed in its own interleaved rounds). ``--recompute`` adds every mixer with
+``GPTConfig(recompute=True)`` to the same rounds; its column "recompute overhead" is the
+median step with recompute over the median step without.
+
     python benchmarks/gpt_step.py [--rounds 30] [--threads N] [--n-streams 4] [--compile]
+                                  [--widths 128,256,512] [--recompute]
 """
 
 from __future__ import annotations
@@ -73,14 +79,27 @@ def main() -> None:
     parser.add_argument("--mixers", default=",".join(PRESETS), help="comma-separated presets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--compile", action="store_true", help="torch.compile every model")
+    parser.add_argument("--widths", default="128", help="comma-separated n_embd values")
+    parser.add_argument("--recompute", action="store_true",
+                        help="also time every mixer with GPTConfig(recompute=True)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0,
+    for width in (int(w) for w in args.widths.split(",")):
+        benchmark(args, width)
+
+
+def benchmark(args: argparse.Namespace, width: int) -> None:
+    """Time every model at ``n_embd = width`` and print its table."""
+    config = GPTConfig(n_layer=4, n_head=4, n_embd=width, block_size=64, dropout=0.0,
                        n_streams=args.n_streams)
     torch.manual_seed(args.seed)
-    models = {m: GPT(GPTConfig(**{**config.__dict__, "mixer": m}))
-              for m in ["residual", *[m for m in args.mixers.split(",") if m != "residual"]]}
+    mixers = ["residual", *[m for m in args.mixers.split(",") if m != "residual"]]
+    models = {m: GPT(GPTConfig(**{**config.__dict__, "mixer": m})) for m in mixers}
+    if args.recompute:
+        models.update({f"{m} recompute": GPT(GPTConfig(**{**config.__dict__, "mixer": m,
+                                                          "recompute": True}))
+                       for m in mixers if m != "residual"})
     models.update(lucidrains_models(config))
     x = torch.randint(config.vocab_size, (args.batch_size, config.block_size))
     y = torch.randint(config.vocab_size, (args.batch_size, config.block_size))
@@ -110,16 +129,21 @@ def main() -> None:
             times[name].append(step(name))
 
     base = statistics.median(times["residual"])
-    print(f"GPT training step, n_layer 4, n_head 4, n_embd 128, block 64, batch "
+    print(f"\nGPT training step, n_layer 4, n_head 4, n_embd {width}, block 64, batch "
           f"{args.batch_size}, n_streams {args.n_streams}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds"
           f"{', torch.compile' if args.compile else ', eager'}")
-    print("| mixer | parameters | median step (ms) | ratio to residual |")
-    print("|---|---:|---:|---:|")
-    for name, ts in times.items():
-        median = statistics.median(ts)
-        print(f"| {name} | {models[name].num_parameters():,} | {1000 * median:.1f} | "
-              f"{median / base:.2f} |")
+    extra = " recompute overhead |" if args.recompute else ""
+    print(f"| mixer | parameters | median step (ms) | ratio to residual |{extra}")
+    print("|---|---:|---:|---:|" + ("---:|" if args.recompute else ""))
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    for name, median in medians.items():
+        row = (f"| {name} | {models[name].num_parameters():,} | {1000 * median:.1f} | "
+               f"{median / base:.2f} |")
+        if args.recompute:
+            stored = medians.get(name.removesuffix(" recompute"))
+            row += f" {median / stored:.2f} |" if name.endswith(" recompute") else " |"
+        print(row, flush=True)
 
 
 if __name__ == "__main__":

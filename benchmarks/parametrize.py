@@ -56,12 +56,14 @@ def make_step(man: M.Manifold, tokens: int, device: str) -> tuple[Callable[[], N
 
 
 def cost_ratios(steps: dict[str, tuple[Callable[[], None], int]], baseline: str,
-                repeats: int) -> tuple[dict[str, float], float]:
+                repeats: int, clock: Callable[[], float] = time.perf_counter
+                ) -> tuple[dict[str, float], float]:
     """Median over ``repeats`` rounds of (time per token) / (time per token of ``baseline``).
 
     Every round times each step once, interleaved, and the ratio is taken within the round,
     so that a slow spell of a shared machine hits numerator and denominator alike. Also
-    returns the baseline's median seconds per token.
+    returns the baseline's median seconds per token. ``clock`` is wall-clock by default;
+    ``time.thread_time`` counts only this thread's CPU time (one intra-op thread, CPU).
     """
     ratios: dict[str, list[float]] = {name: [] for name in steps}
     base_times = []
@@ -70,9 +72,9 @@ def cost_ratios(steps: dict[str, tuple[Callable[[], None], int]], baseline: str,
     for _ in range(repeats):
         per_token = {}
         for name, (step, tokens) in steps.items():
-            start = time.perf_counter()
+            start = clock()
             step()
-            per_token[name] = (time.perf_counter() - start) / tokens
+            per_token[name] = (clock() - start) / tokens
         base_times.append(per_token[baseline])
         for name in steps:
             ratios[name].append(per_token[name] / per_token[baseline])

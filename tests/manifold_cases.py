@@ -16,6 +16,7 @@ CASES = {
     "orthostochastic-3": lambda: M.Orthostochastic(3),
     "orthostochastic-3-s2": lambda: M.Orthostochastic(3, 2),
     "spectral-sphere-4": lambda: M.SpectralSphere(4),
+    "spectral-sphere-tanh-4": lambda: M.SpectralSphere(4, generators="tanh"),  # the shc preset
     "permhull-3": lambda: M.PermutationHull(3),
     "kronecker-2x3": lambda: M.Kronecker(M.PermutationHull(2), M.PermutationHull(3)),
     "kronecker-birkhoff-spectral-2x3": lambda: M.Kronecker(M.Birkhoff(2), M.SpectralSphere(3)),

@@ -1,5 +1,7 @@
-"""Checkpoints lose nothing, are written atomically, and fail with a clear CheckpointError."""
+"""Checkpoints lose nothing, are written atomically, and fail with a clear CheckpointError:
+every tensor's bytes are verified on load, and a state with NaN or inf is never written."""
 
+import os
 import random
 
 import pytest
@@ -16,7 +18,15 @@ from mhckit.models import (
     load_model,
     save_checkpoint,
 )
-from mhckit.models.checkpoint import check_model_config, restore, rng_state, set_rng_state
+from mhckit.models.checkpoint import (
+    VERSION,
+    check_model_config,
+    restore,
+    rng_state,
+    set_rng_state,
+)
+from mhckit.models.config import config_to_dict
+from mhckit.models.run_directory import run_identity
 
 CONFIG = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=5, mixer="go-mhc",
                    n_streams=4, mixer_options={"riemannian": True})
@@ -43,7 +53,9 @@ def step(model, optimizer, sampler):
 def save(path, model, optimizer, sampler, step_count=1):
     return save_checkpoint(path, step=step_count, model=model, optimizer=optimizer,
                            sampler=sampler, rng=[rng_state()], model_config=CONFIG,
-                           train_config=TrainConfig(), alphabet=ALPHABET)
+                           train_config=TrainConfig(),
+                           tokenizer={"kind": "char", "alphabet": ALPHABET},
+                           identity=run_identity(config_to_dict(CONFIG), 0, "sha256:test"))
 
 
 def test_checkpoint_holds_riemannian_optimizer_state():
@@ -76,7 +88,7 @@ def test_checkpoint_stores_config_and_vocabulary_as_plain_values(tmp_path):
     model, optimizer, sampler = state()
     save(tmp_path / "ckpt.pt", model, optimizer, sampler, step_count=7)
     ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=True)
-    assert ckpt["step"] == 7 and ckpt["alphabet"] == ALPHABET
+    assert ckpt["step"] == 7 and ckpt["tokenizer"]["alphabet"] == ALPHABET
     assert ckpt["config"]["model"]["mixer"] == "go-mhc"
     assert ckpt["config"]["train"]["max_iters"] == TrainConfig().max_iters
     loaded, tokenizer, _ = load_model(tmp_path / "ckpt.pt")
@@ -125,7 +137,8 @@ def test_corrupt_checkpoint_raises_checkpoint_error_naming_the_file(tmp_path, da
 @pytest.mark.parametrize("content, problem", [
     ({"weights": torch.zeros(2)}, "not a mhckit GPT checkpoint"),
     ({"format": "mhckit-gpt-checkpoint", "version": 99}, "version 99"),
-    ({"format": "mhckit-gpt-checkpoint", "version": 1, "step": "7"}, "'step' must be a int"),
+    ({"format": "mhckit-gpt-checkpoint", "version": VERSION, "step": "7"},
+     "'step' must be a int"),
 ])
 def test_foreign_checkpoint_raises_checkpoint_error(tmp_path, content, problem):
     torch.save(content, tmp_path / "x.pt")
@@ -152,3 +165,62 @@ def test_state_that_does_not_fit_raises_checkpoint_error(tmp_path):
     bigger = GPT(GPTConfig(**{**CONFIG.__dict__, "n_embd": 32}))
     with pytest.raises(CheckpointError, match="model state does not fit"):
         restore(tmp_path / "ckpt.pt", bigger, ckpt["model"], "model")
+
+
+# -- integrity: digests verified on load, finite state checked before the write --------------
+def saved_after_one_step(tmp_path):
+    model, optimizer, sampler = state()
+    step(model, optimizer, sampler)  # Adam moments exist
+    return save(tmp_path / "ckpt.pt", model, optimizer, sampler), model, optimizer, sampler
+
+
+@pytest.mark.parametrize("name", [
+    "model/transformer.h.0.attn.branch.layer.c_attn.weight",
+    "optimizer/adamw/state/1/exp_avg_sq",
+])
+def test_a_flipped_byte_in_tensor_data_is_a_checkpoint_error_naming_the_tensor(tmp_path, name):
+    path, *_ = saved_after_one_step(tmp_path)
+    ckpt = torch.load(path, weights_only=True)
+    section, *keys = name.split("/")
+    tensor = ckpt[section]
+    for key in (keys if section == "optimizer" else ["/".join(keys)]):
+        tensor = tensor[int(key) if key.isdigit() else key]
+    data, raw = bytearray(path.read_bytes()), tensor.numpy().tobytes()
+    where = data.find(raw)
+    assert where >= 0 and data.find(raw, where + 1) < 0  # stored once, uncompressed
+    data[where + len(raw) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"corrupt: tensor {name} does not match") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+class RunsCode:
+    """Unpickling this calls ``os.getcwd`` (harmless, but code all the same)."""
+
+    def __reduce__(self):
+        return os.getcwd, ()
+
+
+def test_a_pickle_that_would_run_code_is_refused_saying_so(tmp_path):
+    torch.save({"format": "mhckit-gpt-checkpoint", "payload": RunsCode()}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="refused: loading it would run code") as info:
+        load_checkpoint(tmp_path / "x.pt")
+    message = str(info.value)
+    assert "getcwd" in message and "\x1b" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize("where", ["model", "optimizer"])
+def test_a_state_holding_nan_or_inf_is_never_written(tmp_path, where):
+    path, model, optimizer, sampler = saved_after_one_step(tmp_path)
+    before = path.read_bytes()
+    with torch.no_grad():
+        if where == "model":
+            model.transformer.wpe.weight[0, 0] = float("nan")
+        else:
+            optimizer.optimizers["adamw"].state[model.transformer.wpe.weight][
+                "exp_avg"][0, 0] = float("inf")
+    with pytest.raises(CheckpointError, match=f"not written: {where}/.* holds NaN or inf"):
+        save(path, model, optimizer, sampler, step_count=2)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]

@@ -1,9 +1,18 @@
-"""Tiny Shakespeare at character level, split and sampled as nanoGPT does."""
+"""Tiny Shakespeare at character level, split and sampled as nanoGPT does; token files read
+by memory map sample the same batches."""
 
+import numpy as np
 import pytest
 import torch
 
-from mhckit.models import BatchSampler, CharTokenizer, TextData, load_text
+from mhckit.models import (
+    BatchSampler,
+    ByteTokenizer,
+    CharTokenizer,
+    TextData,
+    TokenShard,
+    load_text,
+)
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +73,21 @@ def test_block_size_must_fit_the_data():
 def test_dataset_path_must_exist():
     with pytest.raises(ValueError, match="dataset"):
         load_text("/no/such/file.txt")
+
+
+def test_memory_mapped_tokens_give_the_batches_of_the_same_tokens_in_memory(tmp_path):
+    tokens = torch.randint(50_000, (3000,))
+    tokens.numpy().astype(np.uint16).tofile(tmp_path / "t.bin")
+    shard = TokenShard(tmp_path / "t.bin", np.uint16, 3000)
+    a, b = BatchSampler(shard, 32, 5, seed=7), BatchSampler(tokens, 32, 5, seed=7)
+    for _ in range(3):
+        (xa, ya), (xb, yb) = a.sample(), b.sample()
+        assert xa.dtype == torch.long and torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_byte_tokenizer_is_lossless_on_any_unicode_and_decodes_any_bytes():
+    tok = ByteTokenizer()
+    text = "naïve café — 東京 🙂\n"
+    assert tok.encode(text) == list(text.encode("utf-8")) and tok.decode(tok.encode(text)) == text
+    assert tok.decode([0xF0, 0x9F, 65]) == "\ufffdA"  # a cut 4-byte sequence, replaced
+    assert float(tok.byte_lengths().sum()) == tok.vocab_size == 256

@@ -72,7 +72,7 @@ def test_mixer_parameters_get_a_nonzero_gradient_at_init(mixer):
     x = torch.randn(5, N, C)
     block(x).square().sum().backward()
     assert block.res_bias.grad.abs().sum() > 0
-    res_rows = block.projection.weight.grad[2 * N:]
+    res_rows = block.projection.weight.grad[2 if block.per_stream else 2 * N:]
     assert res_rows.abs().sum() > 0
 
 
@@ -188,7 +188,10 @@ def test_presets_lists_every_paper_with_parameter_counts():
     for name, row in rows.items():
         block = HyperConnection(C, 4, name)
         assert row.block_parameters == sum(p.numel() for p in block.parameters())
-        if name != "residual":
+        if name == "hc":  # HC, arXiv 2409.19606 Sec. 2.2: W_m, W_β ∈ R^C and W_r ∈ R^{C×n}
+            assert block.projection.weight.numel() == C * (N + 2)
+            assert row.mixer_parameters == C * N
+        elif name != "residual":
             assert block.projection.weight.numel() == block.manifold.sublayer_parameters(C)
             assert row.mixer_parameters == block.manifold.num_parameters(C)
     assert rows["residual"].block_parameters == 0
@@ -206,7 +209,7 @@ def test_bad_arguments_raise_clear_errors():
         HyperConnection(C, N, "hc")(torch.randn(2, N, 5))
     with pytest.raises(ValueError, match="power of two"):
         HyperConnection(C, 3, "kromhc")
-    with pytest.raises(TypeError, match="valid options: \\['s'\\]"):
+    with pytest.raises(TypeError, match="valid options: \\['init_mixing', 's'\\]"):
         HyperConnection(C, N, "go-mhc", q=3)
     with pytest.raises(TypeError, match="only apply to a preset name"):
         HyperConnection(C, N, M.Unconstrained(N), s=2)

@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 
 from mhckit.theory import (
+    Branch,
     DiscreteLaw,
     FreeMultiplicativeBM,
     FussCatalan,
     MarchenkoPastur,
+    PointMass,
     derivative_law,
     free_product,
     spectral_density,
@@ -48,7 +50,7 @@ def test_marchenko_pastur_density_matches_the_closed_form_and_keeps_the_atom():
     FreeMultiplicativeBM(0.5),
     free_product((MarchenkoPastur(), 3), (derivative_law("relu", 1.0), 3)),
     free_product((DiscreteLaw([0.2, 0.7, 1.0], [0.3, 0.3, 0.4]), 2), MarchenkoPastur(0.5)),
-    free_product((MarchenkoPastur(), 2), (derivative_law("tanh", 0.7, order=24), 2)),
+    free_product((MarchenkoPastur(), 2), (derivative_law("tanh", 0.7), 2)),
 ], ids=["free-bm", "relu-net", "discrete-x-mp", "tanh-net"])
 def test_density_integrates_to_one_and_reproduces_the_first_moments(law):
     # products of L free factors have ρ ~ x^{-L/(L+1)} at 0: resolve down to 1e-14
@@ -72,6 +74,32 @@ def test_free_bm_log_variance_from_the_density():
         assert solved.moment(0) == pytest.approx(1.0, abs=1e-5)
         assert abs(mean) < 1e-4  # mean-log law: E log λ = 0
         assert solved.log_moment(2) - mean ** 2 == pytest.approx(2 * t + t * t / 3, rel=1e-4)
+
+
+@pytest.mark.parametrize("law, atoms, masses", [
+    (PointMass(2.0), [2.0], [1.0]),
+    # relu branch with orthogonal weights: ε²σ_w² D², D² ∈ {0, 1} with mass ½ each
+    (Branch(0.5, weights="orthogonal", derivative=derivative_law("relu", 1.0)).gram_law(),
+     [0.0, 0.25], [0.5, 0.5]),
+], ids=["point-mass", "orthogonal-relu-branch"])
+def test_atomic_laws_return_their_atoms_with_masses(law, atoms, masses):
+    solved = spectral_density(law, np.linspace(0.05, 3.0, 50))
+    np.testing.assert_allclose(solved.atoms, atoms, rtol=1e-15)
+    np.testing.assert_allclose(solved.masses, masses, rtol=1e-15)
+    assert solved.moment(0) == pytest.approx(1.0, abs=1e-15)
+    assert solved.moment(1) == pytest.approx(law.moments(1)[0], rel=1e-14)
+
+
+def test_free_product_of_discrete_laws_keeps_belinschi_atoms():
+    """``(0.9 δ_1 + 0.1 δ_2)^{⊠2}`` has an atom of mass ``0.9 + 0.9 − 1 = 0.8`` at ``1``
+    (Belinschi 2003) and a continuous rest of mass ``0.2``; atoms + density integrate to 1
+    and the mean is the product of the means, ``1.1²``."""
+    law = free_product((DiscreteLaw([1.0, 2.0], [0.9, 0.1]), 2))
+    solved = spectral_density(law, np.linspace(1e-3, 5.0, 600))
+    np.testing.assert_allclose(solved.atoms, [1.0])
+    np.testing.assert_allclose(solved.masses, [0.8])
+    assert solved.moment(0) == pytest.approx(1.0, abs=1e-3)
+    assert solved.moment(1) == pytest.approx(1.21, rel=1e-3)
 
 
 def test_bad_grid_and_law_raise():

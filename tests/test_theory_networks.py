@@ -25,7 +25,7 @@ def test_fixed_point_solves_the_variance_map():
     assert variance_map("tanh", q, 1.5, 0.3) == pytest.approx(q, rel=1e-10)
 
 
-def test_gauss_hermite_expectation_is_exact_for_erf_derivative_squared():
+def test_erf_chi_closed_form_and_quadrature_of_a_polynomial():
     # E[φ'(h)²] for φ = erf: (4/π) E[e^{-2h²}] = (4/π) / sqrt(1 + 4q)
     q = 0.8
     assert chi("erf", q) == pytest.approx(4 / np.pi / np.sqrt(1 + 4 * q), rel=1e-10)
@@ -136,8 +136,85 @@ def test_resnet_log_spectrum_tends_to_free_multiplicative_bm(width):
     assert float(logs.var()) == pytest.approx(2 * t + t * t / 3, abs=4.0 / width + 0.05)
 
 
+def test_resnet_moments_of_huge_gain_are_exact_or_refused():
+    """``Branch(3)``: ``β_1 = 9``, ``β_2 = 162``; at ``L = 100`` ``m_1 = 10^100``,
+    ``m_2 = 10^200 + 100·99·10^198 = 10^202`` (the recursion used to overflow to NaN);
+    at ``L = 200`` ``m_2 = 10^402`` is beyond float64 and says so."""
+    m1, m2 = resnet_moments(100, Branch(3.0))
+    assert m1.value == pytest.approx(1e100, rel=1e-13)
+    assert m2.value == pytest.approx(1e202, rel=1e-13)
+    with pytest.raises(OverflowError, match="m2 = 10\\^402"):
+        resnet_moments(200, Branch(3.0))
+
+
 def test_one_stream_hyperconnection_is_the_resnet():
     branch = Branch(0.5)
     m = hyperconnection_moments(np.ones((3, 1, 1)), [1.0], [1.0], branch)
     r1, r2 = resnet_moments(3, branch)
     assert (m.m1.value, m.m2.value) == (r1.value, r2.value)
+
+
+def _tanh_network_first_moment(sigma_w, q, depth, width, batch, generator):
+    """Per-network ``tr(JJᵀ)/N`` of a real forward pass ``h^l = σ_w W_l tanh(h^{l-1})``
+    with Haar-orthogonal ``W_l`` and ``h^0 ~ N(0, q)``: ``J = ∂h^L/∂h^0``."""
+    h = q ** 0.5 * torch.randn(batch, width, 1, generator=generator, dtype=torch.float64)
+    jac = torch.eye(width, dtype=torch.float64).expand(batch, width, width)
+    weights = sigma_w * mc.haar_orthogonal(batch, depth, size=width, generator=generator)
+    for layer in range(depth):
+        jac = weights[:, layer] @ ((1 - torch.tanh(h) ** 2) * jac)
+        h = weights[:, layer] @ torch.tanh(h)
+    return (jac ** 2).sum((-2, -1)) / width
+
+
+@pytest.mark.parametrize("width, batch", [(32, 160), (128, 24)])
+def test_chaotic_tanh_network_first_moment_against_a_real_forward_pass(width, batch):
+    """PSG ``m_1 = χ^L`` deep in the chaotic regime (tanh, σ_w = 4, orthogonal, L = 6):
+    ``χ(q*) = 2.377``, ``m_1 = 180.3`` (Gauss–Hermite gave 70.7). The forward pass keeps
+    ``h^l`` at variance ``q*`` to ``O(1/√N)``; tolerance 4 standard errors + ``3/N``."""
+    g = torch.Generator().manual_seed(width)
+    q = fixed_point_q("tanh", 4.0)
+    layer = Branch(1.0, 4.0, "orthogonal", derivative_law("tanh", q))
+    m1 = deep_network_moments(6, layer)[0].value
+    assert m1 == pytest.approx(chi("tanh", q, 4.0) ** 6, rel=1e-12)
+    per_network = _tanh_network_first_moment(4.0, q, 6, width, batch, g)
+    stderr = float(per_network.std()) / batch ** 0.5
+    assert abs(float(per_network.mean()) - m1) < 4 * stderr + 3.0 / width * m1
+
+
+def _relu_resnet_second_moment(epsilon, depth, width, batch, generator, *, free):
+    """Per-network ``tr((JJᵀ)²)/C`` of ``x_l = x_{l-1} + ε W_l relu(x_{l-1})``: the real
+    forward pass (``D_l = diag(x_{l-1} > 0)``), or with ``D_l`` drawn freely (fair coins)."""
+    x = torch.randn(batch, width, 1, generator=generator, dtype=torch.float64)
+    jac = torch.eye(width, dtype=torch.float64).expand(batch, width, width)
+    weights = mc.gaussian_matrices(batch, depth, size=width, generator=generator)
+    for layer in range(depth):
+        if free:
+            d = (torch.rand(batch, width, 1, generator=generator, dtype=torch.float64) < 0.5)
+        else:
+            d = x > 0
+        jac = jac + epsilon * weights[:, layer] @ (d.double() * jac)
+        x = x + epsilon * weights[:, layer] @ torch.relu(x)
+    lam = mc.squared_singular_values(jac)
+    return (lam ** 2).mean(-1)
+
+
+@pytest.mark.parametrize("width, batch", [(32, 96), (128, 16)])
+def test_cli_default_resnet_m2_is_the_free_d_model_and_real_stacks_exceed_it(width, batch):
+    """``mhckit spectrum``'s defaults (relu, ``L = 32``, ``ε = 0.25``): its bulk ``R`` is the
+    one-stream ResNet at the stream mean. With ``D_l`` drawn freely the Monte Carlo ``m_2``
+    tends to the prediction (``O(1/C)``); the real forward pass, whose ``D_l`` is correlated
+    with the product below it, measures ``m_2`` about ``DEFAULT_M2_BIAS = 22%`` higher from
+    every width: a bias of the model, stated on the CLI's output and plot, not noise."""
+    from mhckit.cli.spectrum import DEFAULT_M2_BIAS
+
+    g = torch.Generator().manual_seed(width)
+    branch = Branch(0.25, derivative=derivative_law("relu", 1.0))
+    predicted = resnet_moments(32, branch)[1].value
+    assert predicted == pytest.approx(21.065, abs=1e-3)
+    free = _relu_resnet_second_moment(0.25, 32, width, batch, g, free=True)
+    assert float(free.mean()) == pytest.approx(predicted, rel=3.0 / width + 0.04)
+    real = _relu_resnet_second_moment(0.25, 32, width, batch, g, free=False)
+    stderr = float(real.std()) / batch ** 0.5 / predicted
+    bias = float(real.mean()) / predicted - 1
+    assert abs(bias - DEFAULT_M2_BIAS) < 4 * stderr + 0.05
+    assert bias > 0.1

@@ -1,5 +1,7 @@
 """S-transform algebra: Lagrange inversion, free products, the mean-log law (mhckit.theory)."""
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import sympy
@@ -150,6 +152,37 @@ def test_lyapunov_exponents_of_ginibre_products_follow_half_log_u(size):
     newman = 0.5 * (np.log(2.0 / size) + digamma((size - i + 1) / 2))
     # the smallest exponents fluctuate most (log χ²_1 steps): compare the top half
     assert np.abs(exponents - newman)[: size // 2].max() < 0.03
+
+
+def test_lyapunov_quantile_keeps_the_atom_at_zero_of_a_wide_wishart():
+    """Marchenko–Pastur with ratio 2 has mass ½ at 0: half the exponents are ``-∞``;
+    above, ``γ(u) = ½ log(1 + c(u − 1))`` (``S = 1/(1 + cw)``)."""
+    u = np.array([0.1, 0.3, 0.5, 0.6, 0.8, 1.0])
+    gamma = lyapunov_quantile(MarchenkoPastur(2.0), u)
+    assert np.all(gamma[:3] == -np.inf)
+    np.testing.assert_allclose(gamma[3:], 0.5 * np.log(1 + 2.0 * (u[3:] - 1)), rtol=1e-14)
+    with pytest.raises(ValueError, match="atom"):  # the bare S-transform needs the atom
+        lyapunov_quantile(MarchenkoPastur(2.0).s_transform, u)
+    np.testing.assert_array_equal(
+        lyapunov_quantile(MarchenkoPastur(2.0).s_transform, u, atom=0.5), gamma)
+
+
+@pytest.mark.parametrize("kind", [int, sympy.Integer, Fraction])
+def test_s_from_rational_moments_is_exact_at_high_order(kind):
+    """Fuss–Catalan ``L = 3``: ``S = (1 + w)^{-3}``, ``s_j = (−1)^j C(j + 2, 2)``, recovered
+    exactly from the integer moments up to order 30 (floats lost it past order 18)."""
+    moments = [kind(int(fuss_catalan_number(3, k))) for k in range(1, 31)]
+    expected = [(-1) ** j * (j + 1) * (j + 2) // 2 for j in range(30)]
+    assert s_from_moments(moments).tolist() == expected
+
+
+def test_s_from_float_moments_refuses_orders_it_cannot_compute():
+    floats = [float(fuss_catalan_number(3, k)) for k in range(1, 23)]
+    np.testing.assert_allclose(s_from_moments(floats[:8]),
+                               [(-1) ** j * (j + 1) * (j + 2) / 2 for j in range(8)],
+                               rtol=1e-10)
+    with pytest.raises(ValueError, match="exact moments"):
+        s_from_moments(floats)
 
 
 def test_bad_arguments_raise_value_errors():

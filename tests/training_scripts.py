@@ -21,3 +21,20 @@ torch.save = killing_save
 from mhckit.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+#: The CLI, then every rank saves its ``ManifoldParameter`` s (the ones FSDP keeps whole) to
+#: ``OUT.rank<R>.pt`` next to the run directory ``OUT``.
+SAVE_REPLICATED = """
+import sys, geoopt, torch
+import mhckit.cli.train as command
+trained = command.train
+def train(*args, **kwargs):
+    result = trained(*args, **kwargs)
+    whole = {name: p.detach().clone() for name, p in result.model.named_parameters()
+             if isinstance(p, geoopt.ManifoldParameter)}
+    torch.save(whole, result.out_dir.parent / f"{result.out_dir.name}.rank{result.rank}.pt")
+    return result
+command.train = train
+from mhckit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""

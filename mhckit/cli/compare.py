@@ -4,17 +4,23 @@ and plot every loss curve."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from mhckit.cli.options import add_config_arguments, config_layers, describe, fail
+from mhckit.cli.errors import UsageError
+from mhckit.cli.options import add_config_arguments, config_layers, describe
+from mhckit.cli.preflight import check_run
 from mhckit.models import build_configs, compare_mixers, format_table
-from mhckit.models.comparison import COMPARISON_PLOT
+from mhckit.models.comparison import COMPARISON_PLOT, options_for
+from mhckit.models.config import check_mixer_list
 from mhckit.nn import PRESETS
 
 EPILOG = f"""\
 examples:
   mhckit compare --config demo --out runs/demo         # the README demo (a few minutes, CPU)
   mhckit compare --mixers residual,mhc,kromhc --max-iters 2000 --out runs/cmp
+  mhckit compare --mixers residual,mhc,kromhc --max-iters 2000 --out runs/cmp --resume
+                                                       # finish an interrupted comparison
 
 Columns: final validation loss; parameters (without position embeddings, as nanoGPT);
 median step time and its ratio to residual (measured in this run, sequentially: a noisy
@@ -37,25 +43,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output directory (default: runs/compare)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress bars (default: on)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue each mixer from OUT/<mixer>/ckpt.pt where it exists "
+                             "(same flags as the interrupted command)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        layers = config_layers(args)
-        model_config, train_config = build_configs(*layers, where="mhckit compare")
-        if args.mixers:
-            mixers = [m.strip() for m in args.mixers.split(",") if m.strip()]
-        else:
-            mixers = layers[0].get("compare", {}).get("mixers", list(PRESETS))
-        unknown = [m for m in mixers if m not in PRESETS]
-        if unknown:
-            raise ValueError(f"--mixers: unknown presets {unknown}; valid: {sorted(PRESETS)}")
-    except (ValueError, TypeError) as err:
-        return fail("compare", err)
+    if "model.mixer" in vars(args):
+        raise UsageError("--mixer does not apply to compare, which trains every mixer of "
+                         "--mixers LIST")
+    layers = config_layers(args)
+    model_config, train_config = build_configs(*layers, where="configuration")
+    if args.mixers is not None:
+        mixers = check_mixer_list([m.strip() for m in args.mixers.split(",") if m.strip()],
+                                  "--mixers")
+    else:
+        mixers = layers[0].get("compare", {}).get("mixers", list(PRESETS))
+    options = model_config.mixer_options
+    unused = set(options) - {key for m in mixers for key in options_for(m, options)}
+    if unused:
+        raise UsageError(f"mixer_options {sorted(unused)} apply to none of the mixers {mixers}")
+    for mixer in mixers:
+        check_run(dataclasses.replace(model_config, mixer=mixer,
+                                      mixer_options=options_for(mixer, options)),
+                  train_config, Path(args.out) / mixer)
     results = compare_mixers(mixers, model_config, train_config, Path(args.out),
-                             progress=args.progress)
+                             progress=args.progress, resume=args.resume)
     print(f"\n{train_config.max_iters} iterations per mixer, seed {train_config.seed}, "
           f"n_streams {model_config.n_streams}, n_layer {model_config.n_layer}, "
           f"n_embd {model_config.n_embd}")

@@ -9,32 +9,43 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import typing
 from typing import Any
 
+from mhckit.cli.errors import report
 from mhckit.models import NAMED_CONFIGS, SECTIONS, load_config
 from mhckit.nn import PRESETS
 
 __all__ = ["add_config_arguments", "flag_overrides", "config_layers", "describe", "fail"]
 
+#: Fields set from the dataset, which no flag may override (a flag would be ignored).
+FROM_DATA = ("vocab_size",)
+
 HELP = {
-    "vocab_size": "set from the data by train",
     "mixer": "a preset: " + ", ".join(PRESETS),
     "n_streams": "residual streams n (residual uses 1)",
     "mixer_options": "more HyperConnection options as JSON, e.g. '{\"riemannian\": true}'",
-    "dataset": "tinyshakespeare (bundled) or a path to a UTF-8 text file",
+    "dataset": "tinyshakespeare (bundled), a UTF-8 text file (characters) or a folder made by "
+               "mhckit prepare",
+    "tensorboard": "also write TensorBoard scalars to OUT/tensorboard",
+    "wandb": "also log to this W&B project (offline unless WANDB_MODE is set)",
     "device": "auto: cuda when present, else cpu",
     "dtype": "auto (bfloat16 autocast on GPU), float32 or bfloat16",
+    "parallel": "under torchrun: ddp (replicated model) or fsdp (sharded, FSDP2); none: one "
+                "process only (docs/gpt.md)",
     "grad_clip": "gradient-norm clipping, 0 disables",
-    "sample_tokens": "characters generated at each evaluation, 0 disables",
+    "recompute": "recompute the stream mixing in the backward pass, in groups of N sublayers "
+                 "(default N: mHC's optimum sqrt(nL/(n+2)))",
+    "sample_tokens": "tokens generated at each evaluation, 0 disables",
+    "init": "default (a plain residual at step 0) or paper (the preset's reference code's "
+            "initial H_pre, H_post, H_res; docs/fidelity.md)",
 }
 
 
 def fail(command: str, err: Exception) -> int:
-    """Report a user error (bad configuration, unusable checkpoint) without a traceback."""
-    print(f"mhckit {command}: error: {err}", file=sys.stderr)
-    return 2
+    """Report a user error (bad configuration, unusable checkpoint) without a traceback:
+    :func:`mhckit.cli.errors.report`, the one error path (a command may also just raise)."""
+    return report(command, err)
 
 
 def describe(doc: str) -> str:
@@ -60,6 +71,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group(f"{section} ({cls.__name__} fields)")
         hints = typing.get_type_hints(cls)
         for field in dataclasses.fields(cls):
+            if field.name in FROM_DATA:
+                continue
             kind = hints[field.name]
             default = field.default if field.default is not dataclasses.MISSING else "{}"
             flags = [f"--{field.name.replace('_', '-')}"]
@@ -71,6 +84,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                                        "help": f"{note}default: {default}"}
             if kind is bool:
                 options["action"] = argparse.BooleanOptionalAction
+            elif kind == bool | int:  # --recompute [L_R]
+                options.update(nargs="?", const=True, type=int, metavar="N")
             elif typing.get_origin(kind) is dict:
                 options.update(type=_json_dict, metavar="JSON")
             else:

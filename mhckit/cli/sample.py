@@ -6,7 +6,9 @@ import argparse
 
 import torch
 
-from mhckit.cli.options import describe, fail
+from mhckit.cli.errors import UsageError
+from mhckit.cli.options import describe
+from mhckit.functional.validation import check_float, check_size
 from mhckit.models import load_model, resolve_device
 
 
@@ -26,14 +28,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_size(args.num_samples, "--num-samples")
+    check_size(args.max_new_tokens, "--max-new-tokens", minimum=0)
+    check_float(args.temperature, "--temperature", low=0.0, low_open=True)
+    check_size(args.top_k, "--top-k")
+    if not args.start:
+        raise UsageError("--start must hold at least one character")
     device = resolve_device(args.device)
-    try:
-        model, tokenizer, _ = load_model(args.checkpoint, device)
-        if not args.start:
-            raise ValueError("--start must hold at least one character")
-        prompt = torch.tensor([tokenizer.encode(args.start)], dtype=torch.long, device=device)
-    except ValueError as err:  # CheckpointError included
-        return fail("sample", err)
+    model, tokenizer, _ = load_model(args.checkpoint, device)
+    prompt = torch.tensor([tokenizer.encode(args.start)], dtype=torch.long, device=device)
     generator = torch.Generator(device=device).manual_seed(args.seed)
     for i in range(args.num_samples):
         out = model.generate(prompt, args.max_new_tokens, temperature=args.temperature,

@@ -11,6 +11,9 @@ from mhckit.functional.multiplicative_step import multiplicative_max_step
 from mhckit.functional.polar import polar_refine
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn, sinkhorn_scale
+from mhckit.functional.small_inverse import small_inverse
+from mhckit.functional.stream_mix import stream_mix
+from mhckit.functional.stream_recompute import optimal_group_size, recompute_streams
 from mhckit.functional.support_divisor import support_divisor
 from mhckit.functional.value_checks import value_checks, value_checks_enabled
 
@@ -18,4 +21,6 @@ __all__ = ["birkhoff_tangent_projection", "sinkhorn", "sinkhorn_scale", "Sinkhor
            "cayley", "skew", "helmert_basis", "polar_refine",
            "kron", "kron_apply", "nearest_kronecker_factors",
            "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear",
-           "multiplicative_max_step", "support_divisor", "value_checks", "value_checks_enabled"]
+           "multiplicative_max_step", "small_inverse", "support_divisor", "value_checks",
+           "stream_mix", "recompute_streams", "optimal_group_size",
+           "value_checks_enabled"]

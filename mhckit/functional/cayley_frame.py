@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from mhckit.functional.polar import polar_refine
+from mhckit.functional.small_inverse import small_inverse
 
 __all__ = ["cayley_frame", "iterative_cayley_frame"]
 
@@ -55,7 +56,7 @@ def cayley_frame(x: torch.Tensor, omega: torch.Tensor | None = None,
 
         ``Y = 2 (x + b⊥) M⁻¹ − x``,   ``M = I_p + b⊥ᵀ b⊥ − Ω'``,
 
-    one ``p x p`` solve: ``O(np² + p³)`` instead of the ``O(n³)`` of a dense Cayley. For skew
+    one ``p x p`` inverse: ``O(np² + p³)`` instead of the ``O(n³)`` of a dense Cayley. For skew
     ``Ω`` the symmetric part of ``M`` is ``⪰ I``, so ``M`` is invertible and ``YᵀY = I``
     exactly. ``M``'s condition number grows like ``‖b‖²`` (the ``I`` is lost in float32 once
     ``‖b‖ ≳ 3·10³``), and a deviation ``xᵀx − I`` is amplified by ``‖b‖``; so the
@@ -63,8 +64,10 @@ def cayley_frame(x: torch.Tensor, omega: torch.Tensor | None = None,
     (:func:`mhckit.functional.polar_refine`), and the result is returned in ``x``'s dtype. A
     float64 result can still carry ``~1e-10`` orthogonality error at entries near ``1e4``,
     which a further Newton–Schulz step on ``Y`` removes.
-    Differentiable by autograd (the solve's backward solves the adjoint system); the
-    derivative in ``x`` is the Cayley derivative only along directions keeping ``xᵀx = I``.
+    ``M⁻¹`` comes from :func:`~mhckit.functional.small_inverse.small_inverse` (unrolled
+    Gauss–Jordan with partial pivoting, no solver call per matrix). Differentiable by
+    autograd (the inverse's backward is ``−M⁻ᵀ G M⁻ᵀ``); the derivative in ``x`` is the
+    Cayley derivative only along directions keeping ``xᵀx = I``.
     """
     _check(x, omega, b)
     dtype = x.dtype
@@ -78,7 +81,7 @@ def cayley_frame(x: torch.Tensor, omega: torch.Tensor | None = None,
         perp = b64 - x64 @ k
         m = m + perp.mT @ perp - (k - k.mT)
         frame = x64 + perp
-    y = 2.0 * torch.linalg.solve(m, frame, left=False) - x64
+    y = 2.0 * (frame @ small_inverse(m)) - x64
     return y.to(dtype)
 
 
@@ -125,8 +128,8 @@ def iterative_cayley_frame(x: torch.Tensor, omega: torch.Tensor | None = None,
 
     ``backward="implicit"`` (default) differentiates the fixed point, not the iterations:
     the backward is the exact Cayley derivative (the vector-Jacobian product of
-    :func:`cayley_frame`, whose solve is the adjoint of ``(I − A) Y = (I + A) x``) and keeps
-    no per-iteration activations. ``backward="unrolled"`` runs plain autograd through the
+    :func:`cayley_frame`, the adjoint of ``(I − A) Y = (I + A) x``) and keeps no
+    per-iteration activations. ``backward="unrolled"`` runs plain autograd through the
     iterations; the two agree once the iteration has converged.
     """
     _check(x, omega, b)

@@ -17,8 +17,10 @@ On top of geoopt's contract (``projx``, ``proju``, ``egrad2rgrad``, ``retr``, ``
 * ``constraint_error(x)`` -- the largest violation of the defining equations, per matrix;
 * ``num_parameters(width)`` -- the per-token projection size for a mixer of width ``C``.
 
-Argument checking shared by all subclasses lives here, so that a bad argument raises a
-``ValueError``/``TypeError`` that names it, says what was expected and what came.
+Argument checking shared by all subclasses (:mod:`mhckit.functional.validation`, re-exported
+here) makes a bad argument raise a ``ValueError``/``TypeError`` that names it, says what was
+expected and what came: a complex or integer ``z``, an integer ``dtype`` for ``random``, a
+non-finite point given to ``constraint_error``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from abc import abstractmethod
 import geoopt
 import torch
 
-from mhckit.functional.value_checks import value_checks_enabled
+from mhckit.functional.validation import check_dtype, check_size, check_tensor
 
-__all__ = ["Manifold", "SquareManifold", "default_atol", "check_tensor", "frobenius_inner"]
+__all__ = ["Manifold", "SquareManifold", "default_atol", "check_tensor", "check_size",
+           "check_dtype", "frobenius_inner", "CAYLEY_BOUND"]
 
 
 def default_atol(dtype: torch.dtype) -> float:
@@ -39,38 +42,13 @@ def default_atol(dtype: torch.dtype) -> float:
     return 1e-12 if dtype == torch.float64 else 1e-5
 
 
-def check_tensor(x: object, name: str, *, trailing: tuple[int, ...] | None = None,
-                 finite: bool = True) -> torch.Tensor:
-    """Validate a tensor argument and return it.
-
-    Raises ``TypeError`` if ``x`` is not a floating-point tensor, ``ValueError`` if its
-    trailing dimensions differ from ``trailing`` or (with ``finite``) if it holds NaN/inf.
-    The NaN/inf check reads a value back to the host, so it is skipped where
-    :func:`~mhckit.functional.value_checks_enabled` says so (while ``torch.compile``
-    traces, and inside ``value_checks(False)``).
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not (x.is_floating_point() or x.is_complex()):
-        raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
-    if trailing is not None:
-        k = len(trailing)
-        if x.dim() < k or tuple(x.shape[x.dim() - k:]) != tuple(trailing):
-            raise ValueError(
-                f"{name} must have trailing shape {tuple(trailing)}, got shape {tuple(x.shape)}"
-            )
-    if finite and value_checks_enabled() and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} must be finite, got NaN or inf entries")
-    return x
-
-
-def check_size(value: object, name: str, *, minimum: int = 1) -> int:
-    """Validate an integer size argument (``n``, ``p``, ``s``...)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+#: Largest ``|z|`` entry the Cayley-based parametrizations (Stiefel, Grassmann,
+#: Orthostochastic, SpectralSphere) accept. Their one linear solve holds ``I + BᵀB − Ω``
+#: (or ``I − A``); beyond about ``1e7`` the ``I`` is lost to rounding, the matrix turns
+#: singular (``_LinAlgError``) or the frame silently stops being orthonormal (measured:
+#: ``Stiefel(4, 2)`` at ``1e8`` has ``|XᵀX − I| ≈ 5e11``). So a larger ``z`` is a
+#: ``ValueError`` naming it, never a wrong point.
+CAYLEY_BOUND = 1e6
 
 
 def frobenius_inner(u: torch.Tensor, v: torch.Tensor | None = None, *,
@@ -113,9 +91,17 @@ class Manifold(geoopt.Manifold):
         """Size of the mixing matrix :meth:`as_matrix` returns."""
         return self.shape[-2]
 
+    @property
+    def dynamic_groups(self) -> tuple[int, ...]:
+        """Sizes of the leading segments of ``z`` that a dynamic mixer moves per token, each
+        with its own learned gate (default: all of ``z``, one gate). Entries of ``z`` after
+        them are static only (e.g. sHC's rotation scales ``γ``, :class:`SpectralSphere`)."""
+        return (math.prod(self.param_shape),)
+
     def num_parameters(self, width: int = 1) -> int:
-        """Per-token parameters of a dynamic mixer of width ``C``: ``n·C`` inputs each."""
-        return math.prod(self.param_shape) * self.n * width
+        """Per-token parameters of a dynamic mixer of width ``C``: ``n·C`` inputs for each
+        per-token entry of ``z`` (:attr:`dynamic_groups`)."""
+        return sum(self.dynamic_groups) * self.n * width
 
     def sublayer_parameters(self, width: int = 1) -> int:
         """Per-token projection size of a whole dynamic hyper-connection of width ``C``.
@@ -124,7 +110,7 @@ class Manifold(geoopt.Manifold):
         (``n`` each), all read from the ``n·C`` flattened streams -- the count the papers
         report, e.g. ``96C`` for mHC and ``128C`` for mHC-lite at ``n = 4``.
         """
-        return self.n * width * (math.prod(self.param_shape) + 2 * self.n)
+        return self.n * width * (sum(self.dynamic_groups) + 2 * self.n)
 
     # -- the two modes --------------------------------------------------------------------
     @abstractmethod
@@ -160,15 +146,21 @@ class Manifold(geoopt.Manifold):
         ok, reason = self._check_shape(x.shape, "x")
         if not ok:
             return ok, reason
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            return False, "x is not finite (NaN or inf entries)"
         tol = self.constraint_atol(x.dtype) * 10 if atol is None else atol
         err = float(self.constraint_error(x).max()) if x.numel() else 0.0
         if not math.isfinite(err) or err > tol:
             return False, f"constraint error {err:.3e} exceeds atol {tol:.1e}"
         return True, None
 
-    def _sample_size(self, size: tuple) -> tuple[int, ...]:
-        """``size`` for :meth:`random` (default :attr:`shape`), checked to end in ``shape``."""
-        size = tuple(size) or self.shape
+    def _sample_size(self, size: tuple, dtype: torch.dtype | None = None) -> tuple[int, ...]:
+        """``size`` for :meth:`random` (default :attr:`shape`), checked to end in ``shape``;
+        ``dtype`` checked to be ``None`` or a real floating dtype.
+
+        Both ``random(2, 3, 3)`` and geoopt's ``random((2, 3, 3))`` are accepted."""
+        check_dtype(dtype)
+        size = geoopt.utils.size2shape(*size) if size else self.shape
         ok, reason = self._check_shape(size, "size")
         if not ok:
             raise ValueError(reason)
@@ -179,9 +171,31 @@ class Manifold(geoopt.Manifold):
             return False, f"{name} must have trailing shape {self.shape}, got {tuple(shape)}"
         return True, None
 
+    # -- exact geodesic maps (issue 17): a retraction is never called an exponential ------
+    #: why this set has no exact exponential / logarithm here (subclasses with closed forms
+    #: override ``expmap``/``logmap``/``dist``).
+    no_exact_maps = "no closed-form geodesics are implemented for this set"
+
     def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """No closed-form exponential map is used in mhckit; the retraction stands in."""
-        return self.retr(x, u)
+        """The Riemannian exponential; raises where no exact map is implemented (use ``retr``)."""
+        raise NotImplementedError(
+            f"{self.name}.expmap: {self.no_exact_maps}; use retr (a retraction, not the "
+            "exponential)")
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The Riemannian logarithm; raises where no exact map is implemented."""
+        raise NotImplementedError(f"{self.name}.logmap: {self.no_exact_maps}")
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        """Geodesic distance; raises where no exact map is implemented."""
+        raise NotImplementedError(f"{self.name}.dist: {self.no_exact_maps}")
+
+    def expmap_transp(self, x, u, v):
+        y = self.expmap(x, u)
+        return y, self.transp(x, y, v)
+
+    def transp_follow_expmap(self, x, u, v):
+        return self.transp(x, self.expmap(x, u), v)
 
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Vector transport by projection onto the tangent space at ``y``."""
@@ -191,12 +205,8 @@ class Manifold(geoopt.Manifold):
         y = self.retr(x, u)
         return y, self.transp(x, y, v)
 
-    expmap_transp = retr_transp
-
     def transp_follow_retr(self, x, u, v):
         return self.transp(x, self.retr(x, u), v)
-
-    transp_follow_expmap = transp_follow_retr
 
     def origin(self, *size, dtype=None, device=None, seed=None) -> torch.Tensor:
         """The identity mixer broadcast to ``size`` (a point of every square set here)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from geoopt.utils import size2shape
 
 from mhckit.functional.birkhoff_tangent import birkhoff_tangent_projection
 from mhckit.functional.multiplicative_step import multiplicative_max_step
@@ -45,14 +44,21 @@ class Birkhoff(SquareManifold):
 
     Matrices on the boundary (entries ``= 0``, e.g. permutations) are accepted: tangent
     vectors vanish where ``X`` does, ``inner`` skips those entries, and ``retr`` keeps them
-    0. The set is **inexact** (``exact = False``): every point made by Sinkhorn meets the
-    constraints to the ``tol`` it stopped at, not to rounding.
+    0. The set is **inexact** (``exact = False``): a point made by Sinkhorn meets the
+    constraints to ``tol`` when the iteration converged within ``max_iter`` rounds, not to
+    rounding; when it stopped at ``max_iter`` first, only the column sums are exact (every
+    sweep ends on the columns) and the row error is whatever was reached -- up to ``n − 1``
+    for the ``mhc`` preset's 20 rounds at logits of ``1e4`` (e.g. three rows of ``1e4`` in one
+    column). ``sinkhorn(z, return_info=True)`` reports that residual, and
+    ``constraint_error(point)`` measures it.
     """
 
     name = "Birkhoff"
     exact = False
     identity_diagonal = 0.95
     step_clip = 10.0
+    no_exact_maps = ("the Fisher metric's geodesics on the Birkhoff polytope have no closed "
+                     "form (Douik & Hassibi, arXiv 1802.02628, use retractions)")
 
     def __init__(self, n: int, *, tol: float = 1e-6, max_iter: int = 100,
                  backward: str = "implicit") -> None:
@@ -96,6 +102,23 @@ class Birkhoff(SquareManifold):
         self._require_point(x)
         check_tensor(u, "u", trailing=self.shape)
         return birkhoff_tangent_projection(x, x * u, on_support=True)  # x ⊙ u is 0 off it
+
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """``Π_X(D grad[U] − grad ⊙ U / 2X)`` (Douik & Hassibi, arXiv 1802.02628, Thm. 3):
+        the Levi-Civita connection of the Fisher metric ``Σ U ⊙ V / X`` on the positive
+        orthant has Christoffel form ``−U ⊙ V / 2X``, and the induced connection projects it.
+        ``D grad[U]`` differentiates ``grad = Π_X(X ⊙ G)`` along ``(U, ehess)`` (forward
+        mode through the projection). Interior points (``X > 0``)."""
+        self._require_point(x)
+        for value, name in ((egrad, "egrad"), (ehess, "ehess"), (u, "u")):
+            check_tensor(value, name, trailing=self.shape)
+
+        def rgrad(point: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+            return birkhoff_tangent_projection(point, point * g, on_support=True)
+
+        grad, dgrad = torch.func.jvp(rgrad, (x, egrad), (u, ehess))
+        return birkhoff_tangent_projection(x, dgrad - grad * u / (2 * support_divisor(x)))
 
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         self._require_point(x)
@@ -153,10 +176,7 @@ class Birkhoff(SquareManifold):
                scale: float = 1.0) -> torch.Tensor:
         """``sinkhorn(scale · G)``, ``G`` i.i.d. standard Gaussian of shape ``size`` (default
         ``(n, n)``). ``scale → 0`` concentrates at ``11ᵀ/n``, large ``scale`` near permutations."""
-        shape = size2shape(*size) if size else self.shape
-        ok, reason = self._check_shape(shape, "size")
-        if not ok:
-            raise ValueError(reason)
+        shape = self._sample_size(size, dtype)
         logits = torch.randn(*shape, dtype=dtype, device=device, generator=generator)
         return self._sinkhorn(scale * logits)
 
@@ -173,6 +193,7 @@ class Birkhoff(SquareManifold):
 
     def constraint_error(self, x: torch.Tensor) -> torch.Tensor:
         """``max(|X1 - 1|, |Xᵀ1 - 1|, -min(X, 0))`` per matrix."""
+        check_tensor(x, "x", trailing=self.shape)
         rows = (x.sum(-1) - 1).abs().amax(-1)
         cols = (x.sum(-2) - 1).abs().amax(-1)
         negative = (-x).clamp_min(0).amax((-2, -1))

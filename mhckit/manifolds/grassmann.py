@@ -23,6 +23,9 @@ class Grassmann(Stiefel):
     the :class:`~mhckit.manifolds.Stiefel` ones (``retraction="cayley" | "iterative-cayley" |
     "qr"``) applied to horizontal vectors, ``O(np²)``.
 
+    **Geodesics** are exact: :meth:`expmap`, :meth:`logmap` and :meth:`dist` (``‖θ‖₂`` of the
+    principal angles ``θ`` between the subspaces) in closed form.
+
     **Parametrization.** ``z`` holds the ``(n−p)·p`` entries of ``B`` (row-major), so
     ``param_shape = (p(n−p),) = (dim Gr(n, p),)``, and ``U`` is the first ``p`` columns of
     ``Cayley([[0, −Bᵀ], [B, 0]])``, in closed form ``U = 2 [I; B] (I + BᵀB)⁻¹ − [I; 0]``.
@@ -51,6 +54,34 @@ class Grassmann(Stiefel):
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``(I − UUᵀ) G``: the horizontal part of the Euclidean gradient."""
         return self.proju(x, u)
+
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """``(I − UUᵀ) ehess − Δ UᵀG`` (Absil, Mahony & Sepulchre 2004; the quotient
+        Hessian on horizontal lifts)."""
+        return self.proju(x, ehess) - u @ (x.mT @ egrad)
+
+    # -- exact geodesics by principal angles ----------------------------------------------
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``X V cos(Σ) Vᵀ + W sin(Σ) Vᵀ`` for the thin SVD ``Δ = W Σ Vᵀ`` of the horizontal
+        ``Δ = u`` (Edelman, Arias & Smith 1998, eq. 2.65; arXiv physics/9806030)."""
+        dtype = x.dtype
+        x, u = torch.broadcast_tensors(x.double(), u.double())
+        w, sigma, vh = torch.linalg.svd(u, full_matrices=False)
+        y = (x @ vh.mT * sigma.cos().unsqueeze(-2) + w * sigma.sin().unsqueeze(-2)) @ vh
+        return y.to(dtype)
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``W atan(Σ) Vᵀ`` for the thin SVD ``(I − XXᵀ) Y (XᵀY)⁻¹ = W Σ Vᵀ`` (Absil, Mahony &
+        Sepulchre 2004, "Riemannian geometry of Grassmann manifolds", §3.8): the horizontal
+        ``Δ`` with ``expmap(x, Δ)`` spanning ``y``; the singular values ``atan σ_i`` are the
+        principal angles. Needs ``XᵀY`` invertible (no angle of π/2, the cut locus)."""
+        dtype = x.dtype
+        x, y = torch.broadcast_tensors(x.double(), y.double())
+        xty = x.mT @ y
+        ratio = torch.linalg.solve(xty.mT, (y - x @ xty).mT).mT  # (I − XXᵀ) Y (XᵀY)⁻¹
+        w, sigma, vh = torch.linalg.svd(ratio, full_matrices=False)
+        return ((w * sigma.atan().unsqueeze(-2)) @ vh).to(dtype)
 
     def _generator(self, z: torch.Tensor) -> tuple[None, torch.Tensor]:
         """``(Ω, b) = (0, [0; B])`` from ``z`` of shape ``(..., p(n−p))``."""

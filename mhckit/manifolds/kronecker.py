@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mhckit.functional import kron, kron_apply, nearest_kronecker_factors
+from mhckit.functional.validation import check_bool
 from mhckit.manifolds.base import Manifold, check_size, check_tensor, default_atol
 from mhckit.manifolds.permutation_hull import PermutationHull
 
@@ -122,7 +123,7 @@ class Kronecker(Manifold):
         tangent to the set, and unit marginals or orthogonality must fix its norm."""
         normal = point - factor.proju(point, point)
         direction = point / point.norm()
-        rescaled = direction * cls._scale(factor, direction)
+        rescaled = direction * cls._factor_scale(factor, direction)
         if (float(normal.norm()) <= 1e-8 * float(point.norm())
                 or float(torch.minimum((rescaled - point).norm(), (rescaled + point).norm()))
                 > 1e-4 * float(point.norm())):  # a wrong rule is off by O(1); Sinkhorn ~tol
@@ -143,6 +144,7 @@ class Kronecker(Manifold):
         (arXiv 2601.21579: ``n = 2^K``, ``K`` factors of size 2) and refuses any other ``n``.
         """
         check_size(n, "n", minimum=2)
+        check_bool(powers_of_two, "powers_of_two")
         factor = PermutationHull if factor is None else factor
         primes = _prime_factors(n)
         if powers_of_two and set(primes) != {2}:
@@ -180,14 +182,14 @@ class Kronecker(Manifold):
         directions = nearest_kronecker_factors(x, self.sizes)
         out, total = [], torch.ones_like(x[..., 0, 0])
         for factor, direction in zip(self.factor_manifolds[:-1], directions[:-1], strict=True):
-            scale = self._scale(factor, direction)
+            scale = self._factor_scale(factor, direction)
             out.append(direction * scale[..., None, None])
             total = total * scale
         out.append(directions[-1] / total[..., None, None])
         return self._fix_sign(out)
 
     @staticmethod
-    def _scale(factor: Manifold, direction: torch.Tensor) -> torch.Tensor:
+    def _factor_scale(factor: Manifold, direction: torch.Tensor) -> torch.Tensor:
         """Scale of a unit-norm factor direction: unit-marginal or orthogonal candidate."""
         n = direction.shape[-1]
         total = direction.sum(dim=(-2, -1))
@@ -269,12 +271,41 @@ class Kronecker(Manifold):
             for k, (m, a) in enumerate(zip(self.factor_manifolds, factors, strict=True))
         )
 
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """The Hessian of ``F(A₁, …, A_K) = f(⊗A_k)`` on the product of the factors (product
+        metric): component ``k`` is ``M_k.ehess2rhess(A_k, C_k(G), Ḃ_k, ξ_k)`` with
+        ``C_k(G) = ∂F/∂A_k`` and its derivative along ``ξ``,
+        ``Ḃ_k = C_k(ehess) + Σ_{j≠k} C_k(G; A_j → ξ_j)`` (the contraction with factor ``j``
+        replaced by its component ``ξ_j``)."""
+        factors = self.factors(x)
+        (parts,) = self._components(factors, u)
+        out = 0
+        for k, (m, a) in enumerate(zip(self.factor_manifolds, factors, strict=True)):
+            moved = sum(self._contract(egrad, [*factors[:j], parts[j], *factors[j + 1:]], k)
+                        for j in range(len(factors)) if j != k)
+            dgrad = self._contract(ehess, factors, k) + moved
+            hess = m.ehess2rhess(a, self._contract(egrad, factors, k), dgrad, parts[k])
+            out = out + self._others(factors, k, hess)
+        return out
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``⊗_k M_k.retr(A_k, ξ_k(u))``: every factor moves along its own component."""
         factors = self.factors(x)
         (parts,) = self._components(factors, u)
         return kron(*(m.retr(a, p)
                       for m, a, p in zip(self.factor_manifolds, factors, parts, strict=True)))
+
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """``⊗_k M_k.expmap(A_k, ξ_k(u))``: exact for the product metric (geodesics of a
+        product are products of geodesics); raises if a factor has no exact map."""
+        factors = self.factors(x)
+        (parts,) = self._components(factors, u)
+        return kron(*(m.expmap(a, p)
+                      for m, a, p in zip(self.factor_manifolds, factors, parts, strict=True)))
+
+    no_exact_maps = ("logmap/dist of a Kronecker product are not implemented: the factors of "
+                     "a point are determined only up to signs (−A)⊗(−B) = A⊗B")
 
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *,
               keepdim: bool = False) -> torch.Tensor:
@@ -287,11 +318,7 @@ class Kronecker(Manifold):
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``⊗_k M_k.random(...)``: independent random factors."""
-        size = tuple(size) or self.shape
-        ok, reason = self._check_shape(size, "size")
-        if not ok:
-            raise ValueError(reason)
-        batch = size[:-2]
+        batch = self._sample_size(size, dtype)[:-2]
         return kron(*(m.random(*batch, n, n, dtype=dtype, device=device)
                       for m, n in zip(self.factor_manifolds, self.sizes, strict=True)))
 
@@ -365,7 +392,7 @@ class Kronecker(Manifold):
 
     def constraint_error(self, x: torch.Tensor) -> torch.Tensor:
         """Largest of ``|x − ⊗A_k|`` and the factors' constraint errors, per matrix."""
-        x = check_tensor(x, "x", trailing=self.shape, finite=False)
+        x = check_tensor(x, "x", trailing=self.shape)
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
         finite = torch.isfinite(x).all(dim=-1).all(dim=-1)

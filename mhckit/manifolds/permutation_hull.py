@@ -97,10 +97,7 @@ class PermutationHull(Birkhoff):
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``parametrize(z)`` with ``z`` standard Gaussian: interior points, exact marginals."""
-        size = tuple(size) or self.shape
-        ok, reason = self._check_shape(size, "size")
-        if not ok:
-            raise ValueError(reason)
+        size = self._sample_size(size, dtype)
         return self.parametrize(
             torch.randn(*size[:-2], *self.param_shape, dtype=dtype, device=device))
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from mhckit.functional import cayley, helmert_basis, polar_refine
-from mhckit.manifolds.base import Manifold, check_size, check_tensor, frobenius_inner
+from mhckit.functional import cayley, helmert_basis
+from mhckit.manifolds.base import (
+    CAYLEY_BOUND,
+    Manifold,
+    check_size,
+    check_tensor,
+    frobenius_inner,
+)
 
 __all__ = ["SpectralSphere"]
 
@@ -26,9 +32,18 @@ class SpectralSphere(Manifold):
         ``H = J + U_z · U diag(σ) Vᵀ · U_zᵀ``,  ``U = cayley(S_a)``, ``V = cayley(S_b)``,
         ``σ = tanh(c)``,
 
-    so ``‖H‖₂ = max(1, max|σ|) = 1`` exactly and ``param_shape = ((n−1)²,)``. Cayley factors
-    are refined by two Newton–Schulz steps (:func:`mhckit.functional.polar_refine`): a bare
-    float32 Cayley solve of entries near ``1e4`` is orthogonal only to ``~1e-3``.
+    so ``‖H‖₂ = max(1, max|σ|) = 1`` exactly and ``param_shape = ((n−1)²,)``. The Cayley
+    factors are exact to rounding: a closed form for ``n ≤ 4``, else an unrolled inverse
+    refined by two Newton–Schulz steps (``cayley(..., refine=True)``; a bare float32 inverse
+    at entries near ``1e4`` is orthogonal only to ``~1e-3``).
+
+    **Generators** (``generators=``). ``"linear"``: the skew entries are ``a`` and ``b``
+    themselves. ``"tanh"`` (the sHC code, 6zHAOyi/s2HC ``litgpt/hyper_conn/shc.py``): they
+    are bounded, ``S_a = skew(γ_a·tanh(a))``, ``S_b = skew(γ_b·tanh(b))``, with two learned
+    scalars ``γ_a, γ_b`` (initially 1) carried as the last two entries of ``z``, so
+    ``param_shape = ((n−1)² + 2,)``. A dynamic mixer moves ``a``, ``b`` and ``c`` per token,
+    each with its own gate (:attr:`dynamic_groups` ``= (k, k, n−1)``), and ``γ`` only
+    statically. The ``sHC`` preset uses ``"tanh"``.
 
     **Identity.** ``H = I`` needs ``σ = 1``, i.e. ``c → ∞`` where ``tanh' = 0``: the exact
     identity has no gradient. :meth:`identity_param` therefore returns ``a = b = 0`` and
@@ -49,9 +64,13 @@ class SpectralSphere(Manifold):
 
     name = "SpectralSphere"
 
-    def __init__(self, n: int, *, identity_logit: float = 3.0) -> None:
+    def __init__(self, n: int, *, identity_logit: float = 3.0, generators: str = "linear"
+                 ) -> None:
         super().__init__()
         self._size = check_size(n, "n", minimum=2)
+        if generators not in ("linear", "tanh"):
+            raise ValueError(f"generators must be 'linear' or 'tanh', got {generators!r}")
+        self.generators = generators
         if not isinstance(identity_logit, (int, float)) or isinstance(identity_logit, bool):
             raise TypeError(f"identity_logit must be a float, got {type(identity_logit).__name__}")
         if not 0.0 < identity_logit < float("inf"):
@@ -66,7 +85,15 @@ class SpectralSphere(Manifold):
 
     @property
     def param_shape(self) -> tuple[int]:
-        return ((self._size - 1) ** 2,)
+        return ((self._size - 1) ** 2 + (2 if self.generators == "tanh" else 0),)
+
+    @property
+    def dynamic_groups(self) -> tuple[int, ...]:
+        """``((n−1)²,)`` for ``"linear"``; ``(k, k, n−1)`` for ``"tanh"`` (sHC's three gated
+        parts ``a``, ``b``, ``c``; its ``γ`` stay static)."""
+        if self.generators == "linear":
+            return ((self._size - 1) ** 2,)
+        return (self._num_skew, self._num_skew, self._size - 1)
 
     # -- helpers ----------------------------------------------------------------------------
     def _basis(self, like: torch.Tensor) -> torch.Tensor:
@@ -114,6 +141,12 @@ class SpectralSphere(Manifold):
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return self._tangent_projection(u)
 
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """``P ehess P``: the interior is flat (an open set of an affine plane, Frobenius
+        metric), so the Hessian is the projected Euclidean one."""
+        return self._tangent_projection(ehess)
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """``projx(x + u)`` (projection retraction, see the class docstring)."""
         return self.projx(x + u)
@@ -124,31 +157,38 @@ class SpectralSphere(Manifold):
 
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``parametrize(z)``, ``z`` standard Gaussian: interior points, negative entries likely."""
-        size = self._sample_size(size)
+        size = self._sample_size(size, dtype)
         z = torch.randn(*size[:-2], *self.param_shape, dtype=dtype, device=device)
         return self.parametrize(z)
 
     # -- parametrization mode ---------------------------------------------------------------
     def parametrize(self, z: torch.Tensor) -> torch.Tensor:
         """``J + U_z cayley(S_a) diag(tanh c) cayley(S_b)ᵀ U_zᵀ``; shape ``(..., n, n)``."""
-        z = check_tensor(z, "z", trailing=self.param_shape)
+        z = check_tensor(z, "z", trailing=self.param_shape, bound=CAYLEY_BOUND)
         dtype = z.dtype
         work = z if dtype in (torch.float32, torch.float64) else z.float()
-        k = self._num_skew
-        left = polar_refine(cayley(self._skew(work[..., :k])))
-        right = polar_refine(cayley(self._skew(work[..., k:2 * k])))
-        sigma = torch.tanh(work[..., 2 * k:])
+        k, m = self._num_skew, self._size - 1
+        a, b, c = work[..., :k], work[..., k:2 * k], work[..., 2 * k:2 * k + m]
+        if self.generators == "tanh":
+            scales = work[..., 2 * k + m:]
+            a, b = scales[..., :1] * torch.tanh(a), scales[..., 1:] * torch.tanh(b)
+        left = cayley(self._skew(a), refine=True)
+        right = cayley(self._skew(b), refine=True)
+        sigma = torch.tanh(c)
         return self._assemble((left * sigma.unsqueeze(-2)) @ right.mT).to(dtype)
 
     def identity_param(self, *, dtype=None, device=None) -> torch.Tensor:
-        """``a = b = 0``, ``c = identity_logit``: ``H = tanh(c) I + (1 − tanh(c)) J``."""
+        """``a = b = 0``, ``c = identity_logit`` (and ``γ = 1`` for ``"tanh"``):
+        ``H = tanh(c) I + (1 − tanh(c)) J``."""
         z = torch.zeros(self.param_shape, dtype=dtype, device=device)
-        z[2 * self._num_skew:] = self.identity_logit
+        start = 2 * self._num_skew
+        z[start:start + self._size - 1] = self.identity_logit
+        z[start + self._size - 1:] = 1.0
         return z
 
     def constraint_error(self, x: torch.Tensor) -> torch.Tensor:
         """``max(|H1 − 1|, |1ᵀH − 1ᵀ|, |‖H‖₂ − 1|)`` per matrix."""
-        x = check_tensor(x, "x", trailing=self.shape, finite=False)
+        x = check_tensor(x, "x", trailing=self.shape)
         if x.dtype not in (torch.float32, torch.float64):
             x = x.float()
         rows = (x.sum(dim=-1) - 1).abs().amax(dim=-1)
@@ -167,4 +207,5 @@ class SpectralSphere(Manifold):
         return True, None
 
     def extra_repr(self) -> str:
-        return f"n={self._size}, identity_logit={self.identity_logit}"
+        return (f"n={self._size}, identity_logit={self.identity_logit}, "
+                f"generators={self.generators!r}")

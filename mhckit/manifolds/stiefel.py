@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from mhckit.functional import cayley_frame, iterative_cayley_frame, polar_refine
-from mhckit.manifolds.base import Manifold, check_size, check_tensor
+from mhckit.functional import cayley, cayley_frame, iterative_cayley_frame, polar_refine
+from mhckit.functional.value_checks import value_checks_enabled
+from mhckit.manifolds.base import CAYLEY_BOUND, Manifold, check_size, check_tensor
 
 __all__ = ["Stiefel"]
 
@@ -13,6 +14,7 @@ METRICS = ("euclidean", "canonical")
 RETRACTIONS = ("cayley", "iterative-cayley", "qr")
 PARAMETRIZATIONS = ("cayley", "iterative-cayley")
 BACKWARDS = ("implicit", "unrolled")
+TRANSPORTS = ("projection", "differentiated")
 
 
 def _choice(value: object, name: str, options: tuple[str, ...]) -> str:
@@ -23,6 +25,18 @@ def _choice(value: object, name: str, options: tuple[str, ...]) -> str:
 
 def _sym(a: torch.Tensor) -> torch.Tensor:
     return 0.5 * (a + a.mT)
+
+
+def _skew(a: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (a - a.mT)
+
+
+def _orthogonal_log(w: torch.Tensor) -> torch.Tensor:
+    """Principal logarithm of an orthogonal (hence normal, diagonalizable) ``w``:
+    ``V diag(log λ) V⁻¹`` from its eigendecomposition, real part."""
+    values, vectors = torch.linalg.eig(w)
+    log = vectors @ torch.diag_embed(torch.log(values)) @ torch.linalg.inv(vectors)
+    return log.real
 
 
 def _working(t: torch.Tensor) -> torch.Tensor:
@@ -47,7 +61,7 @@ class Stiefel(Manifold):
 
     * ``"cayley"`` (default): ``Cayley(W/2) X`` with ``W = P Xᵀ − X Pᵀ``,
       ``P = (I − ½XXᵀ)U`` (``WX = U``; Wen & Yin 2013), computed in closed form by
-      :func:`~mhckit.functional.cayley_frame.cayley_frame` (one ``p × p`` solve) and refined
+      :func:`~mhckit.functional.cayley_frame.cayley_frame` (one ``p × p`` inverse) and refined
       by :func:`~mhckit.functional.polar_refine`: exact to rounding;
     * ``"iterative-cayley"``: the same map by ``iterations`` fixed-point steps (Li, Fuxin &
       Todorovic, arXiv 2002.01113; JPmHC uses 2): products only, orthonormal only
@@ -55,7 +69,12 @@ class Stiefel(Manifold):
       ``docs/manifolds/stiefel_grassmann.md``);
     * ``"qr"``: the Q factor of ``X + U`` with ``diag R > 0``.
 
-    Transport is the projection onto the new tangent space.
+    **Transport** (``transport=``): ``"projection"`` (default) projects onto the new tangent
+    space; ``"differentiated"`` makes ``retr_transp``/``transp_follow_retr`` the
+    differentiated retraction ``D R_X(U)[V]`` (Absil, Mahony & Sepulchre 2008, §8.1.2), so
+    ``d/dt f(R_X(tU)) = ⟨grad f(Y), D R_X(tU)[U]⟩`` exactly -- what a Wolfe line search such
+    as ``geoopt.optim.RiemannianLineSearch`` needs (with the projection its slope estimate
+    is off at long steps). ``transp(X, Y, V)`` (no ``U``) stays the projection.
 
     **Parametrization** (``parametrization=``): ``z`` holds the ``p(p−1)/2`` strict upper
     triangle of a skew ``S`` (``p × p``) and then the ``(n−p)·p`` entries of ``B`` (row-major),
@@ -63,12 +82,21 @@ class Stiefel(Manifold):
 
         ``X = [first p columns of Cayley(A)]``,  ``A = [[S, −Bᵀ], [B, 0]]``  (``n × n`` skew)
 
-    computed without forming ``A`` (one ``p × p`` solve). For ``p = n`` this is
-    ``Cayley(S)`` of a full skew matrix, ``n(n−1)/2`` numbers. ``identity_param() = 0`` gives
-    ``X = [I_p; 0]`` (the identity for ``p = n``) with ``dX = 2 dA [I_p; 0] ≠ 0``: the gradient
-    does not vanish there. ``"iterative-cayley"`` replaces the solve by the fixed-point
-    iteration; ``backward="implicit"`` (default) differentiates its fixed point exactly,
-    ``"unrolled"`` runs autograd through the iterations.
+    computed without forming ``A`` (one ``p × p`` inverse). For ``p = n`` this is
+    ``Cayley(S)`` of a full skew matrix, ``n(n−1)/2`` numbers, computed by
+    :func:`~mhckit.functional.cayley` (closed form for ``n ≤ 3``, else unrolled
+    Gauss–Jordan). ``identity_param() = 0`` gives ``X = [I_p; 0]`` (the identity for
+    ``p = n``) with ``dX = 2 dA [I_p; 0] ≠ 0``: the gradient does not vanish there.
+    ``"iterative-cayley"`` replaces the inverse by the fixed-point iteration;
+    ``backward="implicit"`` (default) differentiates its fixed point exactly, ``"unrolled"``
+    runs autograd through the iterations.
+
+    **Exact maps and second order.** :meth:`expmap` is the exponential of the chosen metric
+    (Edelman–Arias–Smith closed forms); :meth:`logmap`/:meth:`dist` exist on ``O(n)``
+    (``p = n``) and raise for thin frames; :meth:`ehess2rhess` gives the Riemannian Hessian.
+    Measured retraction orders (``docs/testing.md``): Cayley is second order on ``O(n)`` and
+    for the canonical metric, first order for the Euclidean metric on thin frames; QR is
+    first order.
 
     ``random`` draws Haar-distributed frames (QR of a Gaussian, signs fixed).
     """
@@ -77,7 +105,8 @@ class Stiefel(Manifold):
 
     def __init__(self, n: int, p: int, *, metric: str = "euclidean",
                  retraction: str = "cayley", parametrization: str = "cayley",
-                 iterations: int = 2, backward: str = "implicit") -> None:
+                 iterations: int = 2, backward: str = "implicit",
+                 transport: str = "projection") -> None:
         super().__init__()
         self._rows = check_size(n, "n")
         self.p = check_size(p, "p")
@@ -88,6 +117,10 @@ class Stiefel(Manifold):
         self.parametrization = _choice(parametrization, "parametrization", PARAMETRIZATIONS)
         self.iterations = check_size(iterations, "iterations", minimum=0)
         self.backward = _choice(backward, "backward", BACKWARDS)
+        self.transport = _choice(transport, "transport", TRANSPORTS)
+        if self.transport == "differentiated" and self.retraction == "iterative-cayley":
+            raise ValueError("transport='differentiated' needs retraction='cayley' or 'qr' "
+                             "(closed-form differentials), got retraction='iterative-cayley'")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -115,6 +148,26 @@ class Stiefel(Manifold):
             return u - x @ (u.mT @ x)
         return self.proju(x, u)
 
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        """Riemannian Hessian ``Hess f(X)[U]`` from the Euclidean gradient ``G`` and the
+        Euclidean Hessian-vector product ``ehess = D²f(X)[U]``.
+
+        * euclidean (Absil, Mahony & Trumpf 2013, arXiv 1205.2136, the Weingarten map):
+          ``P_X(ehess − U sym(XᵀG))``;
+        * canonical: ``D grad[U] + Γ(U, grad)`` with ``grad = G − XGᵀX``,
+          ``D grad[U] = ehess − U GᵀX − X ehessᵀX − X GᵀU`` and the Christoffel form of
+          Edelman, Arias & Smith (from their geodesic equation 2.41) polarized,
+          ``Γ(U, V) = ½(UVᵀ + VUᵀ)X + ½X(UᵀΠV + VᵀΠU)``, ``Π = I − XXᵀ``.
+        """
+        if self.metric == "euclidean":
+            return self.proju(x, ehess - u @ _sym(x.mT @ egrad))
+        grad = egrad - x @ (egrad.mT @ x)
+        dgrad = ehess - u @ (egrad.mT @ x) - x @ (ehess.mT @ x) - x @ (egrad.mT @ u)
+        pu, pg = u - x @ (x.mT @ u), grad - x @ (x.mT @ grad)
+        christoffel = 0.5 * ((u @ grad.mT + grad @ u.mT) @ x + x @ (u.mT @ pg + grad.mT @ pu))
+        return self.proju(x, dgrad + christoffel)
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Cayley (exact or iterative) or QR retraction, see the class docstring."""
         dtype = x.dtype
@@ -134,6 +187,51 @@ class Stiefel(Manifold):
             y = polar_refine(cayley_frame(x, omega, b))
         return y.to(dtype)
 
+    def retr_transp(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(R_X(U), T(V))``: ``T`` the projection or ``D R_X(U)[V]`` (``transport=``)."""
+        y = self.retr(x, u)
+        if self.transport == "projection":
+            return y, self.transp(x, y, v)
+        return y, self._retraction_differential(x, u, v, y)
+
+    def transp_follow_retr(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+                           ) -> torch.Tensor:
+        return self.retr_transp(x, u, v)[1]
+
+    def _retraction_differential(self, x, u, v, y):
+        """``D R_X(U)[V]`` in closed form.
+
+        * Cayley, ``Y = (I − A)⁻¹(I + A)X`` with ``A = A(U)`` linear in ``U``:
+          ``D R[V] = (I − A)⁻¹ A(V) (X + Y)``, with ``A = L Rᵀ`` of rank ``2p`` so that
+          ``(I − A)⁻¹ = I + L (I − RᵀL)⁻¹ Rᵀ`` (Woodbury: one ``2p × 2p`` solve);
+        * QR, ``X + U = QR``: ``D R[V] = Q ρ(Qᵀ V R⁻¹) + (I − QQᵀ) V R⁻¹``, ``ρ(M)`` the
+          strictly lower triangle of ``M`` minus its transpose (Absil, Mahony & Sepulchre
+          2008, Example 8.1.5).
+        """
+        dtype = y.dtype
+        x, u, v, y = (_working(t) for t in torch.broadcast_tensors(x, u, v, y))
+        if self.retraction == "qr":
+            q, r = torch.linalg.qr(x + u)
+            sign = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) < 0, -1.0, 1.0)
+            q, r = q * sign.unsqueeze(-2), r * sign.unsqueeze(-1)
+            vr = torch.linalg.solve_triangular(r, v, upper=True, left=False)  # V R⁻¹
+            lower = torch.tril(q.mT @ vr, diagonal=-1)
+            return (q @ (lower - lower.mT) + vr - q @ (q.mT @ vr)).to(dtype)
+
+        def generator(w):  # A(w) = (xΩ + b) xᵀ − x bᵀ: the factors (xΩ + b, b)
+            xtw = x.mT @ w
+            omega, b = 0.25 * (xtw - xtw.mT), 0.5 * (w - x @ xtw)
+            return x @ omega + b, b
+
+        left_u, b_u = generator(u)
+        left_v, b_v = generator(v)
+        s = x + y
+        m = left_v @ (x.mT @ s) - x @ (b_v.mT @ s)  # A(V)(X + Y)
+        low, high = torch.cat([left_u, -x], -1), torch.cat([x, b_u], -1)  # A(U) = L Rᵀ
+        eye = torch.eye(2 * self.p, dtype=x.dtype, device=x.device)
+        return (m + low @ torch.linalg.solve(eye - high.mT @ low, high.mT @ m)).to(dtype)
+
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor | None = None, *,
               keepdim: bool = False) -> torch.Tensor:
         """``tr(UᵀV)`` (euclidean) or ``tr(UᵀV) − ½ tr((XᵀU)ᵀ XᵀV)`` (canonical)."""
@@ -143,14 +241,58 @@ class Stiefel(Manifold):
             value = value - 0.5 * ((x.mT @ u) * (x.mT @ v)).sum(dim=(-2, -1), keepdim=keepdim)
         return value
 
+    # -- exact geodesics (Edelman, Arias & Smith 1998, arXiv physics/9806030) ---------------
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The exponential map of the chosen metric, in closed form (Edelman–Arias–Smith).
+
+        * euclidean (their eq. 2.14): ``[X, U] expm([[A, −S], [I, A]]) [I; 0] expm(−A)``,
+          ``A = XᵀU``, ``S = UᵀU`` (``2p × 2p`` exponentials);
+        * canonical (their eq. 2.42): ``X M + Q N`` with ``QR = (I − XXᵀ)U`` and
+          ``[M; N] = expm([[A, −Rᵀ], [R, 0]]) [I; 0]``.
+
+        For ``p = n`` both reduce to ``X expm(XᵀU)``, the group exponential of ``O(n)``.
+        """
+        dtype = x.dtype
+        x, u = torch.broadcast_tensors(x.double(), u.double())
+        a = x.mT @ u
+        if self.p == self._rows:
+            return (x @ torch.linalg.matrix_exp(_skew(a))).to(dtype)
+        if self.metric == "euclidean":
+            eye = torch.eye(self.p, dtype=x.dtype, device=x.device).expand_as(a)
+            block = torch.cat([torch.cat([a, -(u.mT @ u)], -1), torch.cat([eye, a], -1)], -2)
+            head = torch.linalg.matrix_exp(block)[..., :, : self.p]
+            y = torch.cat([x, u], -1) @ head @ torch.linalg.matrix_exp(-a)
+        else:
+            q, r = torch.linalg.qr(u - x @ a)
+            block = torch.cat([torch.cat([a, -r.mT], -1),
+                               torch.cat([r, torch.zeros_like(a)], -1)], -2)
+            head = torch.linalg.matrix_exp(block)[..., :, : self.p]
+            y = x @ head[..., : self.p, :] + q @ head[..., self.p:, :]
+        return y.to(dtype)
+
+    no_exact_maps = ("the Stiefel logarithm of a thin frame (p < n) has no closed form "
+                     "(it needs an iterative solver); exact for p = n and for Grassmann")
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``X log(XᵀY)`` on ``O(n)`` (``p = n``; ``log`` the principal matrix logarithm, real
+        skew when ``det XᵀY = 1`` and no eigenvalue is ``−1``); raises for ``p < n``."""
+        if self.p != self._rows:
+            return super().logmap(x, y)
+        w = x.double().mT @ y.double()
+        if value_checks_enabled() and bool((torch.linalg.det(w) < 0).any()):
+            raise ValueError("y must lie in the connected component of x (det(xᵀy) = 1) for "
+                             "logmap on O(n), got det(xᵀy) = -1")
+        return (x.double() @ _skew(_orthogonal_log(w))).to(x.dtype)
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        """``‖logmap(x, y)‖_x`` in the chosen metric."""
+        v = self.logmap(x, y)
+        return self.inner(x, v, keepdim=keepdim).clamp_min(0).sqrt()
+
     def random(self, *size, dtype=None, device=None,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Haar-distributed frames of shape ``size`` (default ``shape``): QR of a Gaussian."""
-        size = tuple(size[0]) if len(size) == 1 and isinstance(size[0], (tuple, list)) else size
-        size = tuple(size) or self.shape
-        ok, reason = self._check_shape(size, "size")
-        if not ok:
-            raise ValueError(reason)
+        size = self._sample_size(size, dtype)
         gauss = torch.randn(*size, dtype=torch.float64, device=device, generator=generator)
         q, r = torch.linalg.qr(gauss)
         q = q * torch.where(torch.diagonal(r, dim1=-2, dim2=-1) < 0, -1.0, 1.0).unsqueeze(-2)
@@ -159,7 +301,7 @@ class Stiefel(Manifold):
     # -- parametrization mode ---------------------------------------------------------------
     def parametrize(self, z: torch.Tensor) -> torch.Tensor:
         """First ``p`` columns of ``Cayley([[S, −Bᵀ], [B, 0]])``; shape ``(..., n, p)``."""
-        z = check_tensor(z, "z", trailing=self.param_shape)
+        z = check_tensor(z, "z", trailing=self.param_shape, bound=CAYLEY_BOUND)
         return self._frame(_working(z)).to(z.dtype)
 
     def identity_param(self, *, dtype: torch.dtype | None = None,
@@ -186,6 +328,8 @@ class Stiefel(Manifold):
         if self.parametrization == "iterative-cayley":
             return iterative_cayley_frame(x, omega, b, iterations=self.iterations,
                                           backward=self.backward)
+        if b is None:  # p = n: the frame is Cayley(S) itself, no float64 frame arithmetic
+            return cayley(omega, refine=True)
         return polar_refine(cayley_frame(x, omega, b))
 
     # -- the mixer ----------------------------------------------------------------------------
@@ -195,7 +339,7 @@ class Stiefel(Manifold):
 
     def constraint_error(self, x: torch.Tensor) -> torch.Tensor:
         """``max |XᵀX − I|`` per frame (Gram matrix in float64)."""
-        x = check_tensor(x, "x", trailing=self.shape, finite=False)
+        x = check_tensor(x, "x", trailing=self.shape)
         x64 = x.double()
         eye = torch.eye(self.p, dtype=torch.float64, device=x.device)
         return (x64.mT @ x64 - eye).abs().amax(dim=(-2, -1)).to(_working(x).dtype)
@@ -212,4 +356,5 @@ class Stiefel(Manifold):
 
     def extra_repr(self) -> str:
         return (f"n={self._rows}, p={self.p}, metric={self.metric!r}, "
-                f"retraction={self.retraction!r}, parametrization={self.parametrization!r}")
+                f"retraction={self.retraction!r}, parametrization={self.parametrization!r}"
+                + (f", transport={self.transport!r}" if self.transport != "projection" else ""))

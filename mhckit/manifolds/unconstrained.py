@@ -19,7 +19,8 @@ class Unconstrained(SquareManifold):
 
     * ``parametrize(z) = z`` with ``param_shape = (n, n)``, ``identity_param() = I``;
     * ``projx``, ``proju``, ``egrad2rgrad`` are the identity, ``retr(x, u) = x + u``;
-    * ``inner(x, u, v) = Σ u ⊙ v`` over the last two dimensions;
+    * ``inner(x, u, v) = Σ u ⊙ v`` over the last two dimensions; ``expmap = retr``,
+      ``logmap(x, y) = y − x``, ``dist`` the Frobenius distance (exact: the space is flat);
     * ``random`` draws ``I + G/√n`` with ``G`` standard Gaussian (a perturbed identity);
     * ``constraint_error`` is zero.
     """
@@ -35,6 +36,10 @@ class Unconstrained(SquareManifold):
     def egrad2rgrad(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return u
 
+    def ehess2rhess(self, x: torch.Tensor, egrad: torch.Tensor, ehess: torch.Tensor,
+                    u: torch.Tensor) -> torch.Tensor:
+        return ehess
+
     def retr(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         return x + u
 
@@ -42,9 +47,19 @@ class Unconstrained(SquareManifold):
               keepdim: bool = False) -> torch.Tensor:
         return frobenius_inner(u, v, keepdim=keepdim)
 
+    def expmap(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Straight lines are the geodesics of a flat space: ``x + u``."""
+        return x + u
+
+    def logmap(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y - x
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor, *, keepdim: bool = False) -> torch.Tensor:
+        return frobenius_inner(y - x, keepdim=keepdim).sqrt()
+
     def random(self, *size, dtype=None, device=None) -> torch.Tensor:
         """``I + G/√n`` of shape ``size`` (default ``(n, n)``; trailing dims must be ``(n, n)``)."""
-        size = self._sample_size(size)
+        size = self._sample_size(size, dtype)
         eye = torch.eye(self._size, dtype=dtype, device=device)
         return eye + torch.randn(*size, dtype=dtype, device=device) / self._size ** 0.5
 
@@ -55,6 +70,7 @@ class Unconstrained(SquareManifold):
         return torch.eye(self._size, dtype=dtype, device=device)
 
     def constraint_error(self, x: torch.Tensor) -> torch.Tensor:
+        check_tensor(x, "x", trailing=self.shape)
         return x.new_zeros(x.shape[:-2])
 
     def _check_vector_on_tangent(self, x, u, *, atol=None, rtol=None):

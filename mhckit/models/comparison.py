@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from mhckit.models.checkpoint import CHECKPOINT_NAME
 from mhckit.models.config import TrainConfig
 from mhckit.models.data import BatchSampler, TextData
 from mhckit.models.gpt import GPT, GPTConfig
 from mhckit.models.plotting import plot_loss_curves
 from mhckit.models.training import TrainResult, train
-from mhckit.nn import diagnostics
+from mhckit.nn import HyperConnection, diagnostics, get_preset
 
-__all__ = ["MixerResult", "compare_mixers", "format_table", "COMPARISON_PLOT"]
+__all__ = ["MixerResult", "compare_mixers", "options_for", "format_table", "COMPARISON_PLOT"]
 
 COMPARISON_PLOT = "loss_curves.png"
 
@@ -50,20 +54,49 @@ def _diagnose(model: GPT, train_config: TrainConfig) -> tuple[float, float]:
     return report.forward_gain, max(m.constraint_error for m in report.mixers)
 
 
+def _step_time(run: TrainResult) -> float:
+    """The median step time of this process, or of the logged iterations when it trained none
+    (a run already complete when the comparison resumed)."""
+    if math.isfinite(run.step_time):
+        return run.step_time
+    logged = [r["ms"] / 1000 for r in run.metrics if "ms" in r]
+    return statistics.median(logged) if logged else math.nan
+
+
+def options_for(mixer: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``options`` (a config's ``mixer_options``) that ``mixer`` accepts: the
+    keyword options of every :class:`~mhckit.nn.HyperConnection` (``riemannian``,
+    ``gate_init``, ...) and the preset's own (``s`` for ``go-mhc``), so one configuration
+    compares ``residual`` and ``go-mhc`` with ``s = 2``."""
+    common = {name for name, p in inspect.signature(HyperConnection).parameters.items()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    accepted = common | set(dict(get_preset(mixer).options))
+    return {key: value for key, value in options.items() if key in accepted}
+
+
 def compare_mixers(mixers: Sequence[str], model_config: GPTConfig, train_config: TrainConfig,
-                   out_dir: str | Path, *, progress: bool = True) -> list[MixerResult]:
-    """Train ``model_config`` with each mixer into ``out_dir/<mixer>`` and plot every loss
-    curve into ``out_dir/loss_curves.png``."""
+                   out_dir: str | Path, *, progress: bool = True,
+                   resume: bool = False) -> list[MixerResult]:
+    """Train ``model_config`` with each mixer (and the ``mixer_options`` it accepts,
+    :func:`options_for`) into ``out_dir/<mixer>`` and plot every loss curve into
+    ``out_dir/loss_curves.png``. With ``resume``, a mixer whose run directory
+    holds a checkpoint continues from it (exactly, :func:`~mhckit.models.train`): an
+    interrupted comparison finishes what it had not done."""
     out_dir = Path(out_dir)
     results = []
     for mixer in mixers:
-        run = train(dataclasses.replace(model_config, mixer=mixer), train_config,
-                    out_dir / mixer, progress=progress)
+        checkpoint = out_dir / mixer / CHECKPOINT_NAME
+        config = dataclasses.replace(model_config, mixer=mixer,
+                                     mixer_options=options_for(mixer, model_config.mixer_options))
+        run = train(config, train_config,
+                    out_dir / mixer, progress=progress,
+                    resume=checkpoint if resume and checkpoint.is_file() else None)
         gain, error = _diagnose(run.model, train_config)
         results.append(MixerResult(mixer, run.val_loss, run.model.num_parameters(),
-                                   run.step_time, gain, error, run))
+                                   _step_time(run), gain, error, run))
+    title = TextData.load(train_config.dataset).title
     plot_loss_curves({r.mixer: r.run.metrics for r in results}, out_dir / COMPARISON_PLOT,
-                     title=f"Tiny Shakespeare, {train_config.max_iters} iterations per mixer")
+                     title=f"{title}, {train_config.max_iters} iterations per mixer")
     return results
 
 

@@ -1,7 +1,9 @@
-"""Character-level text data: the bundled Tiny Shakespeare corpus, its tokenizer, the
-nanoGPT train/val split and a seeded batch sampler whose state can be checkpointed.
+"""Training data: the bundled Tiny Shakespeare corpus or a text file at character level, or
+a token dataset prepared by ``mhckit prepare`` (:mod:`mhckit.models.shards`, read by memory
+map); the nanoGPT train/val split and a seeded batch sampler whose state can be
+checkpointed.
 
-The split follows nanoGPT's ``data/shakespeare_char/prepare.py``: the vocabulary is the
+A text file follows nanoGPT's ``data/shakespeare_char/prepare.py``: the vocabulary is the
 sorted set of characters of the whole text, the first 90% of the characters are the
 training set and the last 10% the validation set. Batches follow its ``get_batch``:
 ``batch_size`` random offsets ``i`` in ``[0, len(data) - block_size)``, inputs
@@ -16,6 +18,9 @@ from pathlib import Path
 
 import torch
 
+from mhckit.models.shards import TokenShard, is_token_dataset, load_token_dataset
+from mhckit.models.tokenization import CharTokenizer, Tokenizer
+
 __all__ = ["BUNDLED_CORPUS", "CharTokenizer", "TextData", "BatchSampler", "load_text"]
 
 BUNDLED_CORPUS = "tinyshakespeare"
@@ -29,57 +34,48 @@ def load_text(dataset: str = BUNDLED_CORPUS) -> str:
         return resource.read_text(encoding="utf-8")
     path = Path(dataset)
     if not path.is_file():
-        raise ValueError(
-            f"dataset must be {BUNDLED_CORPUS!r} or a path to a text file, got {dataset!r}"
-        )
-    return path.read_text(encoding="utf-8")
-
-
-class CharTokenizer:
-    """One token per character of ``alphabet`` (nanoGPT's ``stoi`` / ``itos``)."""
-
-    def __init__(self, alphabet: str) -> None:
-        if not alphabet or len(set(alphabet)) != len(alphabet):
-            raise ValueError(f"alphabet must be non-empty with distinct characters, got "
-                             f"{len(alphabet)} characters, {len(set(alphabet))} distinct")
-        self.alphabet = alphabet
-        self._index = {ch: i for i, ch in enumerate(alphabet)}
-
-    @classmethod
-    def from_text(cls, text: str) -> CharTokenizer:
-        return cls("".join(sorted(set(text))))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.alphabet)
-
-    def encode(self, text: str) -> list[int]:
-        unknown = set(text) - self._index.keys()
-        if unknown:
-            raise ValueError(f"text has characters outside the vocabulary: {sorted(unknown)!r}")
-        return [self._index[ch] for ch in text]
-
-    def decode(self, tokens) -> str:
-        return "".join(self.alphabet[int(t)] for t in tokens)
+        raise ValueError(f"dataset must be {BUNDLED_CORPUS!r}, a path to a text file or a "
+                         f"folder made by mhckit prepare, got {dataset!r}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"dataset {str(path)!r} is not UTF-8 text: byte "
+                         f"{err.object[err.start:err.start + 1].hex()} at offset {err.start} "
+                         f"({err.reason}); convert it, e.g. iconv -t utf-8") from None
+    if not text:
+        raise ValueError(f"dataset {str(path)!r} is empty")
+    return text
 
 
 @dataclass
 class TextData:
-    """A tokenized corpus split into ``train`` and ``val`` token tensors (int64)."""
+    """A tokenized corpus split into ``train`` and ``val`` tokens: int64 tensors, or
+    :class:`~mhckit.models.shards.TokenShard` files indexed the same way."""
 
-    tokenizer: CharTokenizer
-    train: torch.Tensor
-    val: torch.Tensor
+    tokenizer: Tokenizer
+    train: torch.Tensor | TokenShard
+    val: torch.Tensor | TokenShard
+    name: str = "Tiny Shakespeare"  # for plot titles
 
     @classmethod
     def load(cls, dataset: str = BUNDLED_CORPUS) -> TextData:
+        """The bundled corpus, a text file (characters) or a prepared token folder."""
+        if dataset != BUNDLED_CORPUS and is_token_dataset(dataset):
+            tokenizer, shards, _ = load_token_dataset(dataset)
+            return cls(tokenizer, shards["train"], shards["val"], Path(dataset).name)
         text = load_text(dataset)
         tokenizer = CharTokenizer.from_text(text)
         tokens = torch.tensor(tokenizer.encode(text), dtype=torch.long)
         n_train = int(TRAIN_FRACTION * len(tokens))
-        return cls(tokenizer, tokens[:n_train], tokens[n_train:])
+        name = "Tiny Shakespeare" if dataset == BUNDLED_CORPUS else Path(dataset).name
+        return cls(tokenizer, tokens[:n_train], tokens[n_train:], name)
 
-    def split(self, name: str) -> torch.Tensor:
+    @property
+    def title(self) -> str:
+        """``"<dataset>, <tokenizer> tokens"``, e.g. ``"Tiny Shakespeare, char tokens"``."""
+        return f"{self.name}, {self.tokenizer.kind} tokens"
+
+    def split(self, name: str) -> torch.Tensor | TokenShard:
         if name not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {name!r}")
         return self.train if name == "train" else self.val
@@ -94,8 +90,8 @@ class BatchSampler:
     sees the batches a single process with the global batch would see.
     """
 
-    def __init__(self, data: torch.Tensor, block_size: int, batch_size: int, *, seed: int,
-                 rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, data: torch.Tensor | TokenShard, block_size: int, batch_size: int, *,
+                 seed: int, rank: int = 0, world_size: int = 1) -> None:
         if len(data) <= block_size:
             raise ValueError(f"block_size must be < number of tokens ({len(data)}), "
                              f"got {block_size}")

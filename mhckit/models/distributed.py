@@ -1,8 +1,10 @@
-"""Data-parallel training on ``torch.distributed`` (DDP), started by ``torchrun``.
+"""Data-parallel training on ``torch.distributed`` (DDP or FSDP2), started by ``torchrun``.
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; without them training runs
 in one process. The backend is NCCL when CUDA is present (one GPU per local rank), gloo on
-CPU. Rank 0 logs and writes checkpoints.
+CPU. Rank 0 logs and writes checkpoints. ``TrainConfig.parallel`` chooses how the ranks
+share the model (:data:`PARALLEL_MODES`): ``ddp`` replicates it and all-reduces gradients,
+``fsdp`` shards it (:mod:`mhckit.models.fsdp`).
 """
 
 from __future__ import annotations
@@ -14,14 +16,44 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "resolve_device"]
+__all__ = ["Distributed", "resolve_device", "check_device_name", "DEVICE_TYPES",
+           "PARALLEL_MODES"]
+
+
+#: Device names a run accepts: ``auto``, ``cpu``, ``cuda``, ``cuda:<index>``, ``mps``.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+#: ``TrainConfig.parallel``: one process, replicas (DDP), or shards (FSDP2).
+PARALLEL_MODES = ("none", "ddp", "fsdp")
+
+
+def check_device_name(name: object, field: str = "device") -> str:
+    """``name`` is ``"auto"`` or ``<type>[:<index>]`` of :data:`DEVICE_TYPES` (``ValueError``
+    naming ``field`` otherwise); whether that device exists is :func:`resolve_device`'s."""
+    if not isinstance(name, str):
+        raise TypeError(f"{field} must be a str, got {type(name).__name__} {name!r}")
+    kind, _, index = name.partition(":")
+    if name != "auto" and (kind not in DEVICE_TYPES or (index and not index.isdigit())
+                           or name.endswith(":")):
+        raise ValueError(f"{field} must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', "
+                         f"got {name!r}")
+    return name
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"``: CUDA when present, else the CPU; any other name is a torch device."""
+    """``"auto"``: CUDA when present, else the CPU; any other name is a torch device, which
+    must be present (``ValueError`` naming it otherwise, not torch's ``AssertionError``)."""
+    check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (
+            device.index is not None and device.index >= torch.cuda.device_count())):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise ValueError(f"device {name!r} is not available ({count} CUDA devices visible); "
+                         "use --device cpu or auto")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} is not available; use --device cpu or auto")
+    return device
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,20 @@ class Distributed:
             dist.init_process_group(backend="nccl" if target.type == "cuda" else "gloo")
         env = cls(int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"]), owns_group)
         return env, target
+
+    def parallel_mode(self, requested: str) -> str:
+        """What this run does for ``TrainConfig.parallel = requested``: ``requested`` under
+        ``torchrun`` with several ranks (``"none"`` is refused there: each rank would train
+        its own model into the same directory), ``"none"`` in one process, whatever was
+        requested (a DDP or FSDP checkpoint resumes in one process unchanged)."""
+        if requested not in PARALLEL_MODES:
+            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {requested!r}")
+        if not self.enabled:
+            return "none"
+        if requested == "none":
+            raise ValueError(f"parallel='none' trains in one process, but torchrun started "
+                             f"{self.world_size}; use --parallel ddp or --parallel fsdp")
+        return requested
 
     def mean(self, value: float, device: torch.device) -> float:
         """The mean of ``value`` over ranks."""

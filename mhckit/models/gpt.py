@@ -24,7 +24,12 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from mhckit.nn import HyperConnection, expand_streams, reduce_streams
+from mhckit.functional.stream_recompute import optimal_group_size, recompute_streams
+from mhckit.functional.validation import check_bool, check_float, check_size
+from mhckit.functional.value_checks import value_checks_enabled
+from mhckit.manifolds.base import Manifold
+from mhckit.nn import HyperConnection, expand_streams, get_preset, reduce_streams
+from mhckit.nn.hyper_connection import INITS
 
 __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
 
@@ -45,6 +50,11 @@ class GPTConfig:
     n_streams: int = 4  # residual streams n; "residual" always uses one, i.e. is nanoGPT
     dynamic: bool = True  # per-token H_pre/H_post/H_res (mHC) or static ones
     mixer_options: dict[str, Any] = field(default_factory=dict)  # more HyperConnection kwargs
+    # recompute the stream mixing in the backward pass (mHC Sec. 4.3): False, True (groups of
+    # optimal_group_size(n, 2·n_layer) sublayers) or a group length L_r in sublayers
+    recompute: bool | int = False
+    # "default": a plain residual at step 0; "paper": the preset's reference code's start
+    init: str = "default"
 
     def __post_init__(self) -> None:
         for name in ("block_size", "vocab_size", "n_layer", "n_head", "n_embd", "n_streams"):
@@ -54,11 +64,33 @@ class GPTConfig:
         if self.n_embd % self.n_head:
             raise ValueError(f"GPTConfig.n_embd must be divisible by n_head ({self.n_head}), "
                              f"got {self.n_embd}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        check_float(self.dropout, "GPTConfig.dropout", low=0.0, high=1.0, high_open=True)
+        check_bool(self.bias, "GPTConfig.bias")
+        check_bool(self.dynamic, "GPTConfig.dynamic")
+        if isinstance(self.mixer, str):
+            get_preset(self.mixer)
+        elif not isinstance(self.mixer, Manifold):
+            raise TypeError(f"GPTConfig.mixer must be a preset name or a manifold instance, got "
+                            f"{type(self.mixer).__name__}")
+        if not isinstance(self.recompute, int) or (
+                not isinstance(self.recompute, bool) and self.recompute < 1):
+            raise ValueError(f"GPTConfig.recompute must be a bool or a group length >= 1, got "
+                             f"{self.recompute!r}")
+        if self.init not in INITS:
+            raise ValueError(f"GPTConfig.init must be one of {list(INITS)}, got {self.init!r}")
         if not isinstance(self.mixer_options, dict):
             raise TypeError(f"GPTConfig.mixer_options must be a dict, got "
                             f"{type(self.mixer_options).__name__}")
+
+    @property
+    def recompute_group(self) -> int:
+        """Sublayers per recompute group ``L_r`` (0: no recompute, as for ``"residual"``,
+        whose blocks have nothing to recompute)."""
+        if not self.recompute or self.mixer == "residual":
+            return 0
+        if self.recompute is True:
+            return optimal_group_size(self.streams, 2 * self.n_layer)
+        return self.recompute
 
     @property
     def streams(self) -> int:
@@ -118,6 +150,7 @@ def hyper_connection(config: GPTConfig) -> Connection:
     def connect(branch: nn.Module, layer_index: int) -> nn.Module:
         return HyperConnection(config.n_embd, config.streams, config.mixer, branch=branch,
                                layer_index=layer_index, dynamic=config.dynamic,
+                               recompute=config.recompute, init=config.init,
                                **config.mixer_options)
 
     return connect
@@ -150,6 +183,10 @@ class GPT(nn.Module):
     ``connection`` replaces the hyper-connection module (``(branch, layer_index) -> module``
     on streams ``(B, T, n, C)``), e.g. to run another library's implementation in the same
     model; by default it is :class:`mhckit.nn.HyperConnection` with ``config.mixer``.
+
+    With ``config.recompute`` the ``2·n_layer`` sublayers run as one stack through
+    :func:`mhckit.functional.recompute_streams`, in groups of ``config.recompute_group``
+    (in grad mode only; the hyper-connection modules' own forward hooks do not run there).
     """
 
     def __init__(self, config: GPTConfig, connection: Connection | None = None) -> None:
@@ -167,6 +204,11 @@ class GPT(nn.Module):
         self.transformer.wte.weight = self.lm_head.weight  # weight tying (nanoGPT, GPT-2)
         self.transformer.wte.apply(_init_weights)
         self.transformer.wpe.apply(_init_weights)
+        if config.recompute_group and not all(
+                isinstance(block.attn, HyperConnection) and isinstance(block.mlp, HyperConnection)
+                for block in self.transformer.h):
+            raise ValueError("GPTConfig.recompute needs the default connection "
+                             "(mhckit.nn.HyperConnection), got a custom connection")
 
     def num_parameters(self, non_embedding: bool = True) -> int:
         """Parameter count; as nanoGPT, position embeddings are left out by default (token
@@ -179,21 +221,47 @@ class GPT(nn.Module):
         """``idx``, ``targets``: ``(B, T)`` token ids. Returns logits ``(B, T, vocab)`` and the
         mean cross-entropy with targets, or the last position's logits ``(B, 1, vocab)``
         and ``None`` without them (generation)."""
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(f"idx must have at most block_size={self.config.block_size} "
-                             f"positions, got {T}")
+        B, T = self._check_tokens(idx, "idx").shape
+        if targets is not None:
+            self._check_tokens(targets, "targets", ignore=-1)
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got "
+                                 f"{tuple(targets.shape)}")
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         x = expand_streams(x, self.config.streams)  # (B, T, C) -> (B, T, n, C)
-        for block in self.transformer.h:
-            x = block(x)
+        if self.config.recompute_group and torch.is_grad_enabled():  # else: nothing to save
+            stages = [hc.stages() for block in self.transformer.h for hc in (block.attn, block.mlp)]
+            x = recompute_streams(x, stages, self.config.recompute_group)
+        else:
+            for block in self.transformer.h:
+                x = block(x)
         x = self.transformer.ln_f(reduce_streams(x))  # (B, T, n, C) -> (B, T, C)
         if targets is None:
             return self.lm_head(x[:, [-1], :]), None
         logits = self.lm_head(x)
         loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1)
         return logits, loss
+
+    def _check_tokens(self, idx: object, name: str, *, ignore: int | None = None,
+                      block: bool = True) -> torch.Tensor:
+        """``idx``: integer token ids ``(B, T)``, ``1 <= T`` (``<= block_size`` for ``block``),
+        each in ``[0, vocab_size)`` (or ``ignore``; a value check, see ``value_checks``)."""
+        if not isinstance(idx, torch.Tensor) or idx.dtype not in (torch.long, torch.int):
+            got = idx.dtype if isinstance(idx, torch.Tensor) else type(idx).__name__
+            raise TypeError(f"{name} must be an int64 (or int32) tensor of token ids, got {got}")
+        if idx.dim() != 2 or idx.shape[1] == 0:
+            raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
+        if block and idx.shape[1] > self.config.block_size:
+            raise ValueError(f"{name} must have at most block_size={self.config.block_size} "
+                             f"positions, got {idx.shape[1]}")
+        if idx.numel() and value_checks_enabled():
+            valid = idx if ignore is None else idx[idx != ignore]
+            low, high = (int(v) for v in torch.aminmax(valid)) if valid.numel() else (0, 0)
+            if low < 0 or high >= self.config.vocab_size:
+                raise ValueError(f"{name} must hold token ids in [0, vocab_size="
+                                 f"{self.config.vocab_size}), got ids in [{low}, {high}]")
+        return idx
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
@@ -202,8 +270,11 @@ class GPT(nn.Module):
         """Append ``max_new_tokens`` sampled tokens to ``idx`` ``(B, T)``; the context is
         cropped to the last ``block_size`` tokens. ``generator`` makes sampling reproducible
         without touching the global RNG."""
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self._check_tokens(idx, "idx", block=False)
+        check_size(max_new_tokens, "max_new_tokens", minimum=0)
+        check_float(temperature, "temperature", low=0.0, low_open=True)
+        if top_k is not None:
+            check_size(top_k, "top_k")
         for _ in range(max_new_tokens):
             context = idx[:, -self.config.block_size:]
             logits, _ = self(context)

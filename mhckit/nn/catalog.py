@@ -15,7 +15,8 @@ class PresetInfo:
     """One row of :func:`presets`: a preset and its parameter counts at ``(n_streams, dim)``.
 
     ``mixer_parameters`` is the per-token projection onto ``H_res`` (the manifold's
-    ``num_parameters(dim)``: ``n·dim`` inputs for each of its ``param_shape`` outputs);
+    ``num_parameters(dim)``: ``n·dim`` inputs for each per-token entry of its ``z``; for the
+    per-stream ``hc``, ``W_r ∈ R^{dim×n}``, shared by the streams);
     ``block_parameters`` counts every parameter of a dynamic
     :class:`~mhckit.nn.HyperConnection` except its branch.
     """
@@ -42,6 +43,7 @@ def presets(n_streams: int = 4, dim: int = 768) -> dict[str, PresetInfo]:
         rows[name] = PresetInfo(
             preset=preset, n_streams=n_streams, dim=dim,
             manifold="-" if manifold is None else repr(manifold),
-            mixer_parameters=0 if manifold is None else manifold.num_parameters(dim),
+            mixer_parameters=(0 if manifold is None else dim * n_streams if block.per_stream
+                              else manifold.num_parameters(dim)),
             block_parameters=sum(p.numel() for p in block.parameters()))
     return rows

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 
 import geoopt
 import torch
 from torch import nn
 
 from mhckit.functional.rms_norm_linear import rms_norm_linear
+from mhckit.functional.stream_mix import stream_mix
+from mhckit.functional.stream_recompute import Stage, recompute_streams
+from mhckit.functional.validation import check_bool, check_float, check_tensor
+from mhckit.functional.value_checks import value_checks
 from mhckit.manifolds.base import Manifold, check_size
 from mhckit.nn.preset import Preset, get_preset
 from mhckit.nn.stream_weights import one_hot_target, stream_weights, stream_weights_inverse
 
 __all__ = ["HyperConnection"]
+
+#: ``init=``: mhckit's start (a plain residual at step 0) or the reference code's.
+INITS = ("default", "paper")
 
 #: A custom manifold passed as ``mixer`` is used with the mHC maps (sigmoid / 2·sigmoid).
 CUSTOM = Preset("custom", "arXiv 2512.24880", "user-supplied manifold with mHC read/write maps",
@@ -39,10 +47,25 @@ class HyperConnection(nn.Module):
         H_pre = f_pre(a_pre), H_post = f_post(a_post), H_res = manifold.parametrize(a_res)
 
     ``vec x ∈ R^{nC}`` flattens the streams of a token; one fused ``Linear(nC, 2n + P)``
-    (``P = prod(manifold.param_shape)``) computes the three projections ``W``; ``α`` are three
-    learned scalar gates (initial value ``gate_init``, 0.01 as in mHC); ``g`` is the preset's
-    ``dynamic_activation`` (``tanh`` for HC); ``f_pre, f_post`` its maps (sigmoid and
-    2·sigmoid for mHC, see :mod:`mhckit.nn.stream_weights`).
+    (``P = sum(manifold.dynamic_groups)``, the per-token entries of ``z``) computes the three
+    projections ``W``; ``α`` are learned scalar gates (initial value ``gate_init``, 0.01 as
+    in mHC), one for ``pre``, one for ``post`` and one per group of ``manifold.dynamic_groups``
+    (sHC gates its two rotations and its singular values apart); ``g`` is the preset's
+    ``dynamic_activation``; ``f_pre, f_post`` its maps (sigmoid and 2·sigmoid for mHC, see
+    :mod:`mhckit.nn.stream_weights`). The RMSNorm has a learnable scale ``g ∈ R^{nC}``
+    (``norm_weight=True``, initially 1, as in every reference code), applied as
+    ``W·(g ⊙ x̂) = (W diag g)·x̂``.
+
+    **Per-stream dynamics** (preset ``projection="per-stream"``: ``hc``, arXiv 2409.19606,
+    Sec. 2.2). Each stream is normalised on its own, ``x̄_i = RMSNorm(x_i)`` (scale
+    ``g ∈ R^C``), and projected by weights shared by all streams, ``W ∈ R^{(n+2)×C}``::
+
+        H_pre_i  = A_m,i  = b_pre,i  + s_α · tanh(x̄_i · W_m)
+        H_post_i = B_i    = b_post,i + s_β · tanh(x̄_i · W_β)
+        H_res_ji = A_r,ij = b_res,ji + s_α · tanh(x̄_i · W_r,j)
+
+    (``H_res = A_rᵀ``: HC mixes by the transpose), ``C·(n+2)`` weights and the two gates
+    ``(s_α, s_β)`` of the paper, ``s_α`` shared by ``A_m`` and ``A_r``.
 
     **Riemannian mode** (``riemannian=True``): ``H_res`` is one static point held as a
     ``geoopt.ManifoldParameter`` (initialised at ``manifold.origin()``) and moved by a
@@ -64,6 +87,11 @@ class HyperConnection(nn.Module):
     ``h + F(h)``: a plain pre-norm residual block. ``mixer="residual"`` is that block with
     no parameters, ``x + F(mean_i x_i)``; with ``n_streams=1`` it is ``x + F(x)``.
 
+    ``init="paper"`` starts where the preset's reference code starts instead
+    (:class:`~mhckit.nn.PaperInit`; ``docs/fidelity.md`` lists each): e.g. ``H_pre = σ(±1)``,
+    ``H_post = 2σ(±1)`` and permutation logits ``0 / −8`` for mHC-lite and KromHC, ``c = 4``
+    for sHC, ``Q = I`` for go-mHC. That block is *not* a plain residual at step 0.
+
     Args:
         dim: stream width ``C``.
         n_streams: number of streams ``n``.
@@ -74,21 +102,41 @@ class HyperConnection(nn.Module):
         dynamic: add the per-token part to the static biases.
         riemannian: hold a static ``H_res`` as a ``ManifoldParameter``.
         gate_init: initial value of the gates ``α``.
+        norm_weight: learnable RMSNorm scale before the projection (default, as the
+            references); ``False`` drops it (the mhckit <= 0.x block).
+        init: ``"default"`` (a plain residual at step 0) or ``"paper"`` (the reference's).
+        recompute: ``False``; ``True`` or a group length ``L_r`` recomputes the read, the
+            mix and the write in the backward pass instead of keeping them (mHC, arXiv
+            2512.24880, Sec. 4.3; the branch is not rerun). Alone the block is a group of
+            one; a stack (:func:`mhckit.functional.recompute_streams` over :meth:`stages`,
+            as :class:`mhckit.models.GPT` does) groups ``L_r`` consecutive blocks.
         **options: preset options (e.g. ``s=2`` for ``go-mhc``, ``p`` for ``jpmhc-grassmann``).
     """
 
     def __init__(self, dim: int, n_streams: int, mixer: str | Preset | Manifold = "mhc",
                  branch: nn.Module | None = None, layer_index: int = 0, dynamic: bool = True,
-                 *, riemannian: bool = False, gate_init: float = 0.01, **options: object) -> None:
+                 *, riemannian: bool = False, gate_init: float = 0.01, norm_weight: bool = True,
+                 init: str = "default", recompute: bool | int = False,
+                 **options: object) -> None:
         super().__init__()
         self.dim = check_size(dim, "dim")
         self.n_streams = n = check_size(n_streams, "n_streams")
         self.layer_index = check_size(layer_index, "layer_index", minimum=0)
-        self.dynamic = bool(dynamic)
-        self.riemannian = bool(riemannian)
+        self.dynamic = check_bool(dynamic, "dynamic")
+        self.riemannian = check_bool(riemannian, "riemannian")
+        check_bool(norm_weight, "norm_weight")
+        if branch is not None and not callable(branch):
+            raise TypeError(f"branch must be a module (or callable) mapping (..., C) -> (..., C) "
+                            f"or None, got {type(branch).__name__} {branch!r}")
         self.branch = branch
-        if isinstance(gate_init, bool) or not isinstance(gate_init, (int, float)):
-            raise TypeError(f"gate_init must be a float, got {type(gate_init).__name__}")
+        gate_init = check_float(gate_init, "gate_init")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
+        self.init = init
+        if not isinstance(recompute, int) or (not isinstance(recompute, bool) and recompute < 1):
+            raise ValueError(f"recompute must be a bool or a group length >= 1, got "
+                             f"{recompute!r}")
+        self.recompute = recompute
         if isinstance(mixer, Manifold):
             if options:
                 raise TypeError(f"options {sorted(options)} only apply to a preset name, "
@@ -96,31 +144,65 @@ class HyperConnection(nn.Module):
             self.preset, self.manifold = CUSTOM, mixer
         else:
             self.preset = mixer if isinstance(mixer, Preset) else get_preset(mixer)
-            self.manifold = self.preset.build(n, **options)
+            self.manifold = self.preset.build(n, paper=init == "paper", **options)
         manifold = self.manifold
         if manifold is None:
             return
         if manifold.n != n:
             raise ValueError(f"mixer must act on n_streams={n} streams, got "
                              f"{type(manifold).__name__} of size {manifold.n}")
-        self.res_size = 0 if self.riemannian else math.prod(manifold.param_shape)
+        self.per_stream = self.preset.projection == "per-stream"
+        if self.per_stream and manifold.param_shape != (n, n):
+            raise ValueError(f"a per-stream projection needs n x n logits of H_res, got "
+                             f"{type(manifold).__name__} with param_shape "
+                             f"{manifold.param_shape}")
+        groups = () if self.riemannian else manifold.dynamic_groups
+        self.res_groups = groups
+        self.res_size = sum(groups)
 
-        k = self.layer_index % n
-        pre = stream_weights_inverse(self.preset.pre, one_hot_target(self.preset.pre, n, k))
-        post = stream_weights_inverse(self.preset.post, torch.ones(n, dtype=torch.float64))
+        paper = init == "paper"
+        try:
+            pre, post = self._initial_logits(self.layer_index % n, paper)
+        except ValueError as err:  # a sigmoid read cannot put weight 1 on a single stream
+            raise ValueError(f"n_streams must be >= 2 for mixer {self.preset.name!r} (its "
+                             f"{self.preset.pre} H_pre cannot be one-hot), got {n}") from err
         dtype = torch.get_default_dtype()
         self.pre_bias = nn.Parameter(pre.to(dtype))
         self.post_bias = nn.Parameter(post.to(dtype))
-        start = self.preset.res_start(manifold, dtype=dtype)
+        start = self.preset.res_start(manifold, dtype=dtype, paper=paper)
         if self.riemannian:
             point = manifold.parametrize(start).detach().clone()
             self.res = geoopt.ManifoldParameter(point, manifold=manifold)
         else:
             self.res_bias = nn.Parameter(start)
         if self.dynamic:
-            self.projection = nn.Linear(n * dim, 2 * n + self.res_size, bias=False)
+            # per-stream (HC): C inputs -> [A_m, B, A_r row] per stream; gates (s_α, s_β),
+            # s_α shared by A_m and A_r (arXiv 2409.19606, Sec. 2.2). flat (mHC): nC inputs,
+            # one gate for H_pre, one for H_post, one per group of the H_res logits.
+            width = dim if self.per_stream else n * dim
+            outputs = (2 + (n if self.res_size else 0)) if self.per_stream else (
+                2 * n + self.res_size)
+            self.projection = nn.Linear(width, outputs, bias=False)
             nn.init.zeros_(self.projection.weight)
-            self.gates = nn.Parameter(torch.full((3 if self.res_size else 2,), float(gate_init)))
+            # RMSNorm's learnable scale, as every reference has (folded into the projection)
+            self.norm_weight = nn.Parameter(torch.ones(width)) if norm_weight else None
+            gates = 2 if self.per_stream else 2 + len(groups)
+            self.gates = nn.Parameter(torch.full((gates,), float(gate_init)))
+
+    def _initial_logits(self, k: int, paper: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Static logits of ``H_pre`` and ``H_post`` at step 0 (see the class docstring)."""
+        n, start = self.n_streams, self.preset.paper_init
+        signs = -torch.ones(n, dtype=torch.float64)
+        signs[k] = 1.0
+        if paper and start.pre_logit is not None:
+            pre = start.pre_logit * signs
+        else:
+            pre = stream_weights_inverse(self.preset.pre, one_hot_target(self.preset.pre, n, k))
+        if paper and start.post_logit is not None:
+            post = start.post_logit * signs
+        else:
+            post = stream_weights_inverse(self.preset.post, torch.ones(n, dtype=torch.float64))
+        return pre, post
 
     # -- coefficients ------------------------------------------------------------------
     def coefficients(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -134,9 +216,16 @@ class HyperConnection(nn.Module):
         a_pre, a_post = self.pre_bias, self.post_bias
         a_res = None if self.riemannian else self.res_bias.flatten()
         if self.dynamic:
-            flat = x.flatten(-2)  # vec(x): (..., n·C)
-            parts = rms_norm_linear(flat, self.projection.weight, eps=1e-6).split(
-                (n, n, self.res_size), dim=-1)
+            weight = self.projection.weight
+            if self.norm_weight is not None:  # W·(g ⊙ x̂) = (W diag g)·x̂
+                weight = weight * self.norm_weight
+            if self.per_stream:  # HC: each stream normalised alone, rows [A_m, B, A_r]
+                out = rms_norm_linear(x, weight, eps=1e-6)  # (..., n, 2 + n)
+                parts = [out[..., 0], out[..., 1], out[..., 2:].mT.flatten(-2)]
+            else:
+                flat = x.flatten(-2)  # vec(x): (..., n·C)
+                parts = rms_norm_linear(flat, weight, eps=1e-6).split(
+                    (n, n, self.res_size), dim=-1)
             if self.preset.dynamic_activation == "tanh":
                 # tanh after the split: tanh -> split gives a wrong input gradient under
                 # torch.compile (inductor, CPU, torch 2.13).
@@ -144,7 +233,7 @@ class HyperConnection(nn.Module):
             a_pre = a_pre + self.gates[0] * parts[0]
             a_post = a_post + self.gates[1] * parts[1]
             if a_res is not None:
-                a_res = a_res + self.gates[2] * parts[2]
+                a_res = a_res + self._res_dynamic(parts[2])
         h_pre = stream_weights(self.preset.pre, a_pre)
         h_post = stream_weights(self.preset.post, a_post)
         if a_res is None:
@@ -152,6 +241,18 @@ class HyperConnection(nn.Module):
         else:
             point = self.manifold.parametrize(a_res.unflatten(-1, self.manifold.param_shape))
         return h_pre, h_post, point
+
+    def _res_dynamic(self, part: torch.Tensor) -> torch.Tensor:
+        """The gated per-token part of the ``H_res`` logits, zero on their static tail."""
+        if self.per_stream:
+            return self.gates[0] * part
+        if len(self.res_groups) == 1:
+            gated = self.gates[2] * part
+        else:
+            gated = torch.cat([gate * piece for gate, piece in zip(
+                self.gates[2:], part.split(self.res_groups, dim=-1), strict=True)], dim=-1)
+        tail = math.prod(self.manifold.param_shape) - self.res_size
+        return nn.functional.pad(gated, (0, tail)) if tail else gated
 
     def mixer_point(self, x: torch.Tensor | None = None) -> torch.Tensor:
         """The manifold point of ``H_res``: per token for streams ``x`` of a dynamic mixer
@@ -174,32 +275,58 @@ class HyperConnection(nn.Module):
     # -- forward -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         """``(..., n, C) -> (..., n, C)``; extra arguments go to the branch."""
+        stage = self.stages(*args, **kwargs)
+        if self.recompute and self.manifold is not None:
+            return recompute_streams(x, [stage], 1)
+        read, branch, write = stage
+        h, state = read(x)
+        return write(state, branch(h))
+
+    def stages(self, *args: object, **kwargs: object) -> Stage:
+        """The block as ``(read, branch, write)`` for
+        :func:`~mhckit.functional.recompute_streams`; extra arguments go to the branch."""
+        return self.read, lambda h: self._branch(h, args, kwargs), self.write
+
+    def read(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """The branch input ``H_pre·x`` ``(..., C)`` and the write's state ``(H_res·x,
+        H_post)``: one :func:`~mhckit.functional.stream_mix` (it saves only ``x`` and the
+        coefficients). ``residual``: the mean of the streams, and ``x``."""
         self._check(x)
         if self.manifold is None:
-            read = x.mean(dim=-2)
-            return x + self._branch(read, args, kwargs).unsqueeze(-2)
-        h_pre, h_post, point = self.coefficients(x)
-        h_res = self.manifold.as_matrix(point).to(x.dtype)
-        # read and mix in one batched matmul: [H_pre; H_res] · x, shape (..., 1 + n, C)
-        n, batch = self.n_streams, torch.broadcast_shapes(h_pre.shape[:-1], h_res.shape[:-2])
-        coupled = torch.cat([h_pre.to(x.dtype).unsqueeze(-2).expand(*batch, 1, n),
-                             h_res.expand(*batch, n, n)], dim=-2)
-        read, mixed = (coupled @ x).split((1, n), dim=-2)
-        out = self._branch(read.squeeze(-2), args, kwargs)
-        return torch.addcmul(mixed, h_post.to(x.dtype).unsqueeze(-1), out.unsqueeze(-2))
+            return x.mean(dim=-2), (x, None)
+        # x is checked (one read back); z = b + α·W·x needs no second (none while tracing)
+        with nullcontext() if torch.compiler.is_compiling() else value_checks(False):
+            h_pre, h_post, point = self.coefficients(x)
+        read, mixed = stream_mix(x, h_pre, self.manifold.as_matrix(point))
+        return read, (mixed, h_post.to(x.dtype))
+
+    def write(self, state: tuple[torch.Tensor, torch.Tensor | None], out: torch.Tensor
+              ) -> torch.Tensor:
+        """``x_next = H_res·x + H_postᵀ·F`` from :meth:`read`'s state and ``F`` ``(..., C)``."""
+        mixed, h_post = state
+        if h_post is None:
+            return mixed + out.unsqueeze(-2)
+        return torch.addcmul(mixed, h_post.unsqueeze(-1), out.unsqueeze(-2))
 
     def _branch(self, read, args, kwargs):
         return read if self.branch is None else self.branch(read, *args, **kwargs)
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        """Streams ``x``: a real floating tensor ``(..., n, C)``, finite (a value check), of
+        the parameters' dtype where the per-token projection needs it (or under autocast)."""
+        check_tensor(x, "x", finite=False)
         if x.dim() < 2 or x.shape[-2] != self.n_streams or x.shape[-1] != self.dim:
             raise ValueError(f"x must have shape (..., n_streams={self.n_streams}, "
                              f"dim={self.dim}), got {tuple(x.shape)}")
-        return x
+        if self.manifold is not None and self.dynamic:
+            weight = self.projection.weight
+            if x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type):
+                raise TypeError(f"x has dtype {x.dtype} but this HyperConnection's parameters "
+                                f"are {weight.dtype}: convert one (module.to({x.dtype})) or "
+                                "run under torch.autocast")
+        return check_tensor(x, "x")
 
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_streams={self.n_streams}, mixer={self.preset.name!r}, "
                 f"layer_index={self.layer_index}, dynamic={self.dynamic}, "
-                f"riemannian={self.riemannian}")
+                f"riemannian={self.riemannian}, recompute={self.recompute}")

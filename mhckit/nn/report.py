@@ -10,7 +10,7 @@ from torch import nn
 
 from mhckit.nn.hyper_connection import HyperConnection
 
-__all__ = ["MixerReport", "Diagnostics", "diagnostics", "amax_gains"]
+__all__ = ["MixerReport", "Diagnostics", "diagnostics", "amax_gains", "hyper_connection_inputs"]
 
 
 def amax_gains(matrix: torch.Tensor) -> tuple[float, float]:
@@ -78,6 +78,21 @@ def diagnostics(model: nn.Module, x: object = None) -> Diagnostics:
     per-token matrices, and ``constraint_error`` the largest over tokens. The composite is
     the product of those (token-mean) matrices.
     """
+    blocks, inputs = hyper_connection_inputs(model, x)
+    reports, composite = [], None
+    for i, (name, block) in enumerate(blocks):
+        report = _report(name, block, inputs.get(i))
+        composite = report.matrix if composite is None else report.matrix @ composite
+        reports.append(report)
+    forward, backward = amax_gains(composite)
+    return Diagnostics(composite, forward, backward, tuple(reports))
+
+
+def hyper_connection_inputs(model: nn.Module, x: object = None
+                            ) -> tuple[list[tuple[str, HyperConnection]], dict[int, torch.Tensor]]:
+    """The :class:`~mhckit.nn.HyperConnection` blocks of ``model`` as ``(name, block)`` in
+    ``model.modules()`` order, and, when ``x`` is given, the streams that reached block ``i``
+    in one ``model(x)`` (``{i: (..., n, C)}``; the first call of a block, detached)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     blocks = [(name or type(m).__name__, m) for name, m in model.named_modules()
@@ -94,13 +109,7 @@ def diagnostics(model: nn.Module, x: object = None) -> Diagnostics:
         finally:
             for h in handles:
                 h.remove()
-    reports, composite = [], None
-    for i, (name, block) in enumerate(blocks):
-        report = _report(name, block, inputs.get(i))
-        composite = report.matrix if composite is None else report.matrix @ composite
-        reports.append(report)
-    forward, backward = amax_gains(composite)
-    return Diagnostics(composite, forward, backward, tuple(reports))
+    return blocks, inputs
 
 
 def _report(name: str, block: HyperConnection, streams: torch.Tensor | None) -> MixerReport:

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import geoopt
 import torch
 
-from mhckit.optim.base import RiemannianOptimizer, _check_number
+from mhckit.functional.validation import check_bool, check_float
+from mhckit.optim.base import RiemannianOptimizer
 from mhckit.optim.buckets import Bucket, step_counts
 
 __all__ = ["RiemannianAdam"]
@@ -64,9 +65,10 @@ class RiemannianAdam(RiemannianOptimizer):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        _check_number(betas[0], "betas[0]", high=1.0, open_high=True)
-        _check_number(betas[1], "betas[1]", high=1.0, open_high=True)
-        _check_number(group["eps"], "eps")
+        check_float(betas[0], "betas[0]", low=0.0, high=1.0, high_open=True)
+        check_float(betas[1], "betas[1]", low=0.0, high=1.0, high_open=True)
+        check_float(group["eps"], "eps", low=0.0)
+        check_bool(group["amsgrad"], "amsgrad")
 
     def _init_state(self, group: dict, state: dict, param: torch.Tensor,
                     manifold: geoopt.Manifold | None) -> None:

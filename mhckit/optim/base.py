@@ -35,6 +35,7 @@ import geoopt
 import torch
 
 from mhckit.functional.multiplicative_step import multiplicative_max_step
+from mhckit.functional.validation import check_bool, check_float
 from mhckit.functional.value_checks import value_checks
 from mhckit.optim.buckets import Bucket, manifold_key, manifold_of
 
@@ -76,15 +77,6 @@ def point_error(manifold: geoopt.Manifold, x: torch.Tensor) -> torch.Tensor:
         return measure(x)
     distance = (manifold.projx(x) - x).abs()
     return distance.amax(dim=tuple(range(-manifold.ndim, 0))) if manifold.ndim else distance
-
-
-def _check_number(value: object, name: str, *, low: float = 0.0, high: float | None = None,
-                  open_high: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
-    if value < low or (high is not None and (value >= high if open_high else value > high)):
-        bound = f"[{low}, {high}{')' if open_high else ']'}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be in {bound}, got {value}")
 
 
 @dataclass
@@ -146,9 +138,11 @@ class RiemannianOptimizer(torch.optim.Optimizer):
                 raise TypeError(f"params must be real tensors, got one of dtype {p.dtype}")
 
     def _check_group(self, group: dict) -> None:
-        """Validate a group's hyperparameters (``ValueError``/``TypeError`` naming them)."""
-        _check_number(group["lr"], "lr")
-        _check_number(group["weight_decay"], "weight_decay")
+        """Validate a group's hyperparameters (``ValueError``/``TypeError`` naming them), as
+        ``torch.optim`` does and stricter: a NaN or infinite value is a ``ValueError``."""
+        check_float(group["lr"], "lr", low=0.0)
+        check_float(group["weight_decay"], "weight_decay", low=0.0)
+        check_bool(group["decoupled_weight_decay"], "decoupled_weight_decay")
         stabilize = group["stabilize"]
         if stabilize is not None and (isinstance(stabilize, bool)
                                       or not isinstance(stabilize, int) or stabilize < 1):
@@ -318,7 +312,8 @@ class RiemannianOptimizer(torch.optim.Optimizer):
                 index += 1
         errors: dict[int, torch.Tensor] = {}
         for manifold, indices, params in like.values():
-            per_point = point_error(manifold, torch.stack(params))
+            with value_checks(False):  # a report: a NaN parameter gives NaN or inf, no read
+                per_point = point_error(manifold, torch.stack(params))
             worst = per_point.reshape(len(params), -1).amax(dim=1)
             errors.update(zip(indices, worst.unbind(0), strict=True))
         if per_parameter:

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import geoopt
 import torch
 
-from mhckit.optim.base import RiemannianOptimizer, _check_number
+from mhckit.functional.validation import check_bool, check_float
+from mhckit.optim.base import RiemannianOptimizer
 from mhckit.optim.buckets import Bucket
 
 __all__ = ["RiemannianSGD"]
@@ -35,8 +36,8 @@ class RiemannianSGD(RiemannianOptimizer):
     Args:
         params: parameters or ``torch.optim`` parameter groups, plain and manifold mixed.
         lr: learning rate.
-        momentum: ``μ >= 0``.
-        dampening: ``τ``.
+        momentum: ``μ ∈ [0, 1)``.
+        dampening: ``τ ∈ [0, 1]``.
         weight_decay: ``λ >= 0``.
         nesterov: Nesterov momentum (needs ``μ > 0`` and ``τ = 0``).
         decoupled_weight_decay: SGDW decay instead of coupled L2 (``g + λx``, default).
@@ -56,8 +57,10 @@ class RiemannianSGD(RiemannianOptimizer):
 
     def _check_group(self, group: dict) -> None:
         super()._check_group(group)
-        _check_number(group["momentum"], "momentum")
-        _check_number(group["dampening"], "dampening", low=float("-inf"))
+        # momentum >= 1 never forgets a gradient (the buffer grows without bound)
+        check_float(group["momentum"], "momentum", low=0.0, high=1.0, high_open=True)
+        check_float(group["dampening"], "dampening", low=0.0, high=1.0)
+        check_bool(group["nesterov"], "nesterov")
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "nesterov=True requires momentum > 0 and dampening == 0, got "

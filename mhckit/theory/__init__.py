@@ -8,6 +8,7 @@ arXiv 2602.18308)? Modules, one concept each:
 * :mod:`~mhckit.theory.laws` -- Marchenko–Pastur, Fuss–Catalan, free multiplicative BM,
   discrete laws, free products;
 * :mod:`~mhckit.theory.density` -- spectral density from ``S`` (Newton + η-continuation);
+* :mod:`~mhckit.theory.quadrature` -- Gaussian expectations to a stated accuracy;
 * :mod:`~mhckit.theory.activations` -- mean-field ``q*``, ``χ`` and the law of ``D²``;
 * :mod:`~mhckit.theory.branch` -- one residual branch ``B = εWD`` through ``β_1, β_2``;
 * :mod:`~mhckit.theory.networks` -- plain deep networks and ResNets;
@@ -26,8 +27,8 @@ from mhckit.theory.activations import (
     Activation,
     chi,
     derivative_law,
+    derivative_moment,
     fixed_point_q,
-    gaussian_expectation,
     variance_map,
 )
 from mhckit.theory.branch import Branch, weight_law
@@ -65,6 +66,7 @@ from mhckit.theory.networks import (
 )
 from mhckit.theory.operator_moments import OperatorMoments, hyperconnection_moments
 from mhckit.theory.prediction import Prediction
+from mhckit.theory.quadrature import AccuracyError, gaussian_expectation
 from mhckit.theory.transforms import (
     free_product_moments,
     lyapunov_quantile,
@@ -85,7 +87,7 @@ __all__ = [
     "SpectralDensity", "spectral_density",
     # activations, branches, networks
     "Activation", "ACTIVATIONS", "gaussian_expectation", "variance_map", "fixed_point_q",
-    "chi", "derivative_law", "Branch", "weight_law",
+    "chi", "derivative_moment", "derivative_law", "AccuracyError", "Branch", "weight_law",
     "deep_network_law", "deep_network_moments", "resnet_moments", "resnet_limit_law",
     # hyper-connections
     "OperatorMoments", "hyperconnection_moments",

@@ -11,41 +11,81 @@ For ``z = x + iη`` in the upper half-plane, ``w = M(z) = Σ_k m_k z^{-k}`` solv
 
 Continuation: at ``η_0 ≫ support`` the root is the large-``|z|`` branch ``w ≈ m_1/z``;
 ``η`` then shrinks geometrically, each Newton solve starting from the previous root, which
-keeps ``w`` on the physical branch (``Im G < 0``). The atom at zero (mass ``a``) is not in
-``ρ``; it is ``law.atom`` (the largest atom of the factors, Belinschi 2003), so that
-``a + ∫ ρ = 1``.
+keeps ``w`` on the physical branch (``Im G < 0``).
+
+Atoms are not in ``ρ``: they are returned with their masses (:func:`law_atoms`). For a free
+product on ``[0, ∞)`` (Belinschi 2003, "The atoms of the free multiplicative convolution of
+two probability distributions"), ``μ ⊠ ν({0}) = max(μ({0}), ν({0}))`` and, for ``a > 0``,
+``μ ⊠ ν({a}) = μ({u}) + ν({v}) − 1`` when ``uv = a`` and that is ``> 0`` (one pair at
+most per ``a``). A point mass ``δ_v`` only rescales, so ``δ_v ⊠ D²`` of a relu branch with
+orthogonal weights is the two atoms ``{0, v}``. The Lorentzian ``m η / π((x − a)² + η²)``
+that an atom leaves in ``-Im G(x + iη)/π`` is subtracted, so that ``Σ masses + ∫ ρ = 1``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from mhckit.theory.laws import ClosedFormLaw, DiscreteLaw, SpectralLaw
+from mhckit.theory.laws import ClosedFormLaw, DiscreteLaw, PointMass, SpectralLaw
 
-__all__ = ["SpectralDensity", "spectral_density"]
+__all__ = ["SpectralDensity", "spectral_density", "law_atoms"]
 
 
 @dataclass(frozen=True)
 class SpectralDensity:
-    """Density ``ρ`` of the absolutely continuous part on the grid ``x``, plus the atom at 0."""
+    """Density ``ρ`` of the absolutely continuous part on the grid ``x``, and the atoms:
+    ``atom`` is the mass at 0, ``atoms``/``masses`` every atom (0 included) with its mass."""
 
     x: np.ndarray
     density: np.ndarray
     atom: float
+    atoms: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    masses: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def moment(self, k: int) -> float:
-        """``∫ x^k ρ(x) dx`` on the grid (trapezoid; add ``atom`` for ``k = 0``)."""
-        return float(np.trapezoid(self.x ** k * self.density, self.x)) + (
-            self.atom if k == 0 else 0.0)
+        """``∫ x^k ρ(x) dx`` on the grid (trapezoid) plus ``Σ masses · atoms^k``."""
+        return float(np.trapezoid(self.x ** k * self.density, self.x)
+                     + self.masses @ self.atoms ** k)
 
     def log_moment(self, k: int) -> float:
-        """``∫ (log x)^k ρ(x) dx`` on the grid (the atom at 0 is left out).
+        """``∫ (log x)^k ρ(x) dx`` on the grid plus the atoms at ``a > 0`` (the atom at 0 is
+        left out). Use a geometric grid that covers the support (``density ≈ 0`` at both
+        ends)."""
+        positive = self.atoms > 0
+        return float(np.trapezoid(np.log(self.x) ** k * self.density, self.x)
+                     + self.masses[positive] @ np.log(self.atoms[positive]) ** k)
 
-        Use a geometric grid that covers the support (``density ≈ 0`` at both ends).
-        """
-        return float(np.trapezoid(np.log(self.x) ** k * self.density, self.x))
+
+def _factor_atoms(law: SpectralLaw) -> dict[float, float]:
+    if isinstance(law, PointMass):
+        return {law.value: 1.0}
+    if isinstance(law, DiscreteLaw):
+        out: dict[float, float] = {}
+        for a, p in zip(law.atoms, law.weights, strict=True):
+            out[float(a)] = out.get(float(a), 0.0) + float(p)
+        return out
+    return {0.0: law.atom} if law.atom > 0 else {}
+
+
+def law_atoms(law: SpectralLaw) -> tuple[np.ndarray, np.ndarray]:
+    """``(locations, masses)`` of the atoms of ``law`` (a free product is folded factor by
+    factor with Belinschi's rule, module docstring), ascending, masses ``> 1e-15``."""
+    if not isinstance(law, SpectralLaw):
+        raise TypeError(f"law must be a SpectralLaw, got {type(law).__name__}")
+    current = {1.0: 1.0}  # δ_1, the unit of ⊠
+    for base, power in law.factors():
+        atoms = _factor_atoms(base)
+        for _ in range(power):
+            nxt = {0.0: max(current.get(0.0, 0.0), atoms.get(0.0, 0.0))}
+            for u, pu in current.items():
+                for v, pv in atoms.items():
+                    if u > 0 and v > 0 and pu + pv > 1:
+                        nxt[u * v] = nxt.get(u * v, 0.0) + pu + pv - 1
+            current = {a: p for a, p in nxt.items() if p > 1e-15}
+    locations = np.array(sorted(current), dtype=np.float64)
+    return locations, np.array([current[a] for a in locations])
 
 
 def _residual_and_jacobian(factors, z, u):
@@ -113,10 +153,12 @@ def spectral_density(law: SpectralLaw, x: np.ndarray, *, eta: float = 1e-9,
     """Density of ``law`` on the grid ``x > 0`` by solving ``z w S(w) = 1 + w``.
 
     ``law`` is a closed-form law, a :class:`~mhckit.theory.laws.DiscreteLaw` or a free
-    product of them. ``eta`` is the final imaginary part relative to ``x`` (``η = eta·x``,
-    so the density is resolved near 0 too); ``steps`` continuation steps go geometrically
-    from ``η_0 = 4 (1 + max x + m_1)`` down to it. Raises ``RuntimeError`` if Newton does
-    not converge (never returns NaN).
+    product of them. Atoms are returned with their masses (:func:`law_atoms`); a law that
+    is all atoms (a point mass, the relu branch with orthogonal weights) has ``ρ = 0``.
+    ``eta`` is the final imaginary part relative to ``x`` (``η = eta·x``, so the density
+    is resolved near 0 too); ``steps`` continuation steps go geometrically from
+    ``η_0 = 4 (1 + max x + m_1)`` down to it. Raises ``RuntimeError`` if Newton does not
+    converge (never returns NaN).
     """
     if not isinstance(law, SpectralLaw):
         raise TypeError(f"law must be a SpectralLaw, got {type(law).__name__}")
@@ -128,6 +170,10 @@ def spectral_density(law: SpectralLaw, x: np.ndarray, *, eta: float = 1e-9,
         if not isinstance(base, ClosedFormLaw | DiscreteLaw):
             raise TypeError(f"cannot solve for factor {type(base).__name__}: it needs a "
                             "closed-form S-transform or to be a DiscreteLaw")
+    locations, masses = law_atoms(law)
+    if masses.sum() >= 1 - 1e-12:  # purely atomic: no continuous part to solve for
+        return SpectralDensity(x=x, density=np.zeros_like(x), atom=float(
+            masses[locations == 0].sum()), atoms=locations, masses=masses)
     m1 = float(law.moments(1)[0])
     top = 1.0 + float(x.max())
     if not (isinstance(eta, int | float) and 0 < eta < 1):
@@ -146,4 +192,8 @@ def spectral_density(law: SpectralLaw, x: np.ndarray, *, eta: float = 1e-9,
         raise RuntimeError(f"spectral_density: Newton did not converge at x = {x[bad][:5]} "
                            f"(residual {norm[bad].max():.2e}); try more steps or a larger eta")
     density = -np.imag((1 + u[:, 0]) / z) / np.pi
-    return SpectralDensity(x=x, density=np.clip(density, 0.0, None), atom=law.atom)
+    width = eta * x
+    for a, mass in zip(locations, masses, strict=True):  # the atoms' Lorentzians
+        density -= mass * width / (np.pi * ((x - a) ** 2 + width ** 2))
+    return SpectralDensity(x=x, density=np.clip(density, 0.0, None), atom=law.atom,
+                           atoms=locations, masses=masses)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 from scipy import optimize, special
@@ -230,7 +231,14 @@ class DiscreteLaw(SpectralLaw):
         return np.array([self.weights @ self.atoms ** k for k in range(1, order + 1)])
 
     def s_series(self, order: int) -> np.ndarray:
-        return s_from_moments(self.moments(order))
+        """Exact for the float atoms and weights: their moments as fractions, inverted in
+        rational arithmetic (:func:`~mhckit.theory.transforms.s_from_moments`)."""
+        atoms = [Fraction(float(a)) for a in self.atoms]
+        weights = [Fraction(float(p)) for p in self.weights]
+        total = sum(weights)
+        moments = [sum(p * a ** k for p, a in zip(weights, atoms, strict=True)) / total
+                   for k in range(1, order + 1)]
+        return s_from_moments(moments)
 
     def psi(self, z: np.ndarray) -> np.ndarray:
         """``ψ(z) = Σ_j p_j λ_j z / (1 - λ_j z)`` (complex ``z``, vectorised)."""

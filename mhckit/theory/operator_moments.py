@@ -60,6 +60,14 @@ def _branches(branch: Branch | Sequence[Branch], depth: int) -> list[Branch]:
     return branches
 
 
+def _unscaled(value: float, exponent: int, name: str) -> float:
+    """``value · 2^exponent``, or ``OverflowError`` naming ``log10`` of it."""
+    if value > 0 and np.log2(value) + exponent >= 1024:
+        log10 = (np.log2(value) + exponent) * np.log10(2.0)
+        raise OverflowError(f"{name} = 10^{log10:.1f} exceeds the float64 range")
+    return float(np.ldexp(value, exponent))
+
+
 def hyperconnection_moments(mixers: object, pre: object, post: object,
                             branch: Branch | Sequence[Branch]) -> OperatorMoments:
     """First two moments of the squared singular values of ``J = Π (M_l ⊗ I + a_l b_lᵀ ⊗ B_l)``.
@@ -69,11 +77,14 @@ def hyperconnection_moments(mixers: object, pre: object, post: object,
     exact in expectation, ``m2`` a large-width limit. ``n = 1``, ``M = a = b = 1`` is the
     ResNet ``Π (I + B_l)`` (Tarnowski et al. 2019, arXiv 1809.08848):
     ``m1 = (1 + β_1)^L``, ``m2 = (1 + β_1)^{2L} + L (2β_1 + β_2 - β_1²)(1 + β_1)^{2L-2}``.
+    The recursion is rescaled every layer by a power of two (exact), so it never overflows inside;
+    a moment beyond the float64 range (``> 1.8e308``) raises ``OverflowError``.
     """
     m, pre_v, post_v = as_layers(mixers, pre, post)
     depth, n = m.shape[0], m.shape[1]
     sigma = np.eye(n)
     gamma = np.einsum("ij,kl->ijkl", np.eye(n), np.eye(n))
+    exponent = 0  # Σ_true = 2^exponent Σ, Γ_true = 4^exponent Γ: exact rescaling, no overflow
     for mix, b, a, br in zip(m, pre_v, post_v, _branches(branch, depth), strict=True):
         beta1, beta2 = br.beta1, br.beta2
         alpha2 = beta2 - 2 * beta1 ** 2
@@ -96,7 +107,12 @@ def hyperconnection_moments(mixers: object, pre: object, post: object,
                  + np.einsum("ij,kl->ijkl", aa, aa)
                  * (alpha2 * tau_s ** 2 + beta1 ** 2 * (tau_s ** 2 + tau_s2)))
         sigma = p_sigma + beta1 * tau_s * aa
-    m1 = float(np.trace(sigma)) / n
-    m2 = float(np.einsum("ijji->", gamma)) / n
+        # the recursion is homogeneous (Σ of degree 1, Γ of degree 2): rescale each layer
+        shift = int(np.frexp(np.abs(sigma).max())[1]) if np.abs(sigma).max() > 0 else 0
+        sigma, gamma = np.ldexp(sigma, -shift), np.ldexp(gamma, -2 * shift)
+        exponent += shift
+    m1 = _unscaled(float(np.trace(sigma)) / n, exponent, "m1")
+    m2 = _unscaled(float(np.einsum("ijji->", gamma)) / n, 2 * exponent, "m2")
     return OperatorMoments(m1=Prediction(m1, "expectation", SOURCE),
-                           m2=Prediction(m2, "limit", SOURCE), stream_gain=sigma)
+                           m2=Prediction(m2, "limit", SOURCE),
+                           stream_gain=np.ldexp(sigma, exponent))

@@ -4,7 +4,7 @@ Each check returns a frozen dataclass with the numbers it measured and ``ok``; n
 asserted, so a failing check can be printed and inspected::
 
     from mhckit.manifolds import Birkhoff
-    from mhckit.manifolds.checks import check_gradient, check_retraction, check_tangent
+    from mhckit.testing import check_gradient, check_retraction, check_tangent
 
     m = Birkhoff(4)
     x = m.random(4, 4, dtype=torch.float64)
@@ -19,8 +19,8 @@ not first order) has slope 1. Errors under the rounding floor (``noise``: ``10·
 values involved, plus ``tol`` times their size for an inexact set such as Sinkhorn's) are
 ignored; the slope is fitted on the five smallest steps above ``10·noise`` and must be
 ``>= 1.7``; with nothing to fit, the smallest three quarters of the steps must be under the
-floor (an exact second-order agreement). Run them in float64: in float32 the usable range of
-steps is two decades.
+floor (an exact second-order agreement; :mod:`mhckit.testing.slopes`). Run them in float64:
+in float32 the usable range of steps is two decades.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ from dataclasses import dataclass
 import geoopt
 import torch
 
+from mhckit.testing.slopes import STEPS, eps, fit_slope, inexact_tol, slope_ok
+
 __all__ = ["GradientCheck", "RetractionCheck", "TangentCheck",
            "check_gradient", "check_retraction", "check_tangent"]
 
 MIN_SLOPE = 1.7
-_STEPS = tuple(10.0 ** (k / 2) for k in range(-16, 1))  # 1e-8 … 1, half decades
-_WINDOW = 5
 
 
 @dataclass(frozen=True)
@@ -77,43 +77,9 @@ class TangentCheck:
     ok: bool
 
 
-def _eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps
-
-
-def _inexact_tol(manifold: geoopt.Manifold) -> float:
-    return 0.0 if getattr(manifold, "exact", True) else float(getattr(manifold, "tol", 0.0))
-
-
-def _fit_slope(steps: Sequence[float], errors: Sequence[float], noise: float) -> float:
-    """Least-squares log-log slope over the first ``_WINDOW`` consecutive steps above noise."""
-    usable = [i for i, e in enumerate(errors) if math.isfinite(e) and e > 10 * noise]
-    if len(usable) < 3:
-        return math.nan
-    run = [usable[0]]
-    for i in usable[1:]:
-        if i != run[-1] + 1 or len(run) == _WINDOW:
-            break
-        run.append(i)
-    if len(run) < 3:
-        return math.nan
-    xs = [math.log10(steps[i]) for i in run]
-    ys = [math.log10(errors[i]) for i in run]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    return (sum((a - mx) * (b - my) for a, b in zip(xs, ys, strict=True))
-            / sum((a - mx) ** 2 for a in xs))
-
-
-def _slope_ok(slope: float, errors: Sequence[float], noise: float) -> bool:
-    if math.isnan(slope):  # nothing to fit: fine if the small steps are exact to rounding
-        small = errors[: max(1, 3 * len(errors) // 4)]
-        return all(math.isfinite(e) and e <= 10 * noise for e in small)
-    return slope >= MIN_SLOPE
-
-
 def check_gradient(manifold: geoopt.Manifold, cost: Callable[[torch.Tensor], torch.Tensor],
                    x: torch.Tensor, direction: torch.Tensor | None = None, *,
-                   steps: Sequence[float] = _STEPS,
+                   steps: Sequence[float] = STEPS,
                    generator: torch.Generator | None = None) -> GradientCheck:
     """Check ``egrad2rgrad`` and ``retr`` against a scalar ``cost`` at the point ``x``.
 
@@ -136,17 +102,17 @@ def check_gradient(manifold: geoopt.Manifold, cost: Callable[[torch.Tensor], tor
     rate = float(manifold.inner(x, grad, d).sum())
     with torch.no_grad():
         errors = tuple(abs(float(cost(manifold.retr(x, t * d))) - f0 - t * rate) for t in steps)
-    noise = (10 * _eps(x.dtype) * (abs(f0) + abs(rate))
-             + _inexact_tol(manifold) * float(egrad.abs().sum()))
-    slope = _fit_slope(steps, errors, noise)
+    noise = (10 * eps(x.dtype) * (abs(f0) + abs(rate))
+             + inexact_tol(manifold) * float(egrad.abs().sum()))
+    slope = fit_slope(steps, errors, noise)
     tangent_error = float((manifold.proju(x, grad) - grad).norm()
                           / grad.norm().clamp_min(torch.finfo(x.dtype).tiny))
-    ok = _slope_ok(slope, errors, noise) and tangent_error <= _eps(x.dtype) ** 0.5
+    ok = slope_ok(slope, errors, noise, MIN_SLOPE) and tangent_error <= eps(x.dtype) ** 0.5
     return GradientCheck(tuple(steps), errors, slope, noise, tangent_error, ok)
 
 
 def check_retraction(manifold: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor, *,
-                     steps: Sequence[float] = _STEPS) -> RetractionCheck:
+                     steps: Sequence[float] = STEPS) -> RetractionCheck:
     """Check that ``R_x(0) = x`` and ``R_x(t u) = x + t u + O(t²)`` for tangent ``proju(x, u)``.
 
     ``u`` is projected and scaled to unit Frobenius norm; a retraction that is only a
@@ -156,16 +122,16 @@ def check_retraction(manifold: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor
     u = manifold.proju(x, u.detach())
     u = u / u.norm()
     scale = float(x.norm()) + 1.0
-    tol = _inexact_tol(manifold)
+    tol = inexact_tol(manifold)
     constraint = getattr(manifold, "constraint_error", None)
     with torch.no_grad():
         zero_error = float((manifold.retr(x, 0 * u) - x).norm())
         points = [manifold.retr(x, t * u) for t in steps]
         errors = tuple(float((y - x - t * u).norm()) for y, t in zip(points, steps, strict=True))
         worst = (max(float(constraint(y).max()) for y in points) if constraint else math.nan)
-    noise = 10 * _eps(x.dtype) * scale + tol * math.sqrt(x.numel())
-    slope = _fit_slope(steps, errors, noise)
-    ok = _slope_ok(slope, errors, noise) and zero_error <= 10 * noise
+    noise = 10 * eps(x.dtype) * scale + tol * math.sqrt(x.numel())
+    slope = fit_slope(steps, errors, noise)
+    ok = slope_ok(slope, errors, noise, MIN_SLOPE) and zero_error <= 10 * noise
     if constraint is not None:
         ok = ok and worst <= 10 * manifold.constraint_atol(x.dtype)
     return RetractionCheck(tuple(steps), errors, slope, noise, zero_error, worst, ok)
@@ -181,7 +147,7 @@ def check_tangent(manifold: geoopt.Manifold, x: torch.Tensor, u: torch.Tensor,
     """
     x, u = x.detach(), u.detach()
     g = u if g is None else g.detach()
-    rtol = _eps(x.dtype) ** 0.5 if rtol is None else rtol
+    rtol = eps(x.dtype) ** 0.5 if rtol is None else rtol
     tiny = torch.finfo(x.dtype).tiny
     v = manifold.proju(x, u)
     tangent, reason = manifold.check_vector_on_tangent(x, v, explain=True, ok_point=True)

@@ -1,0 +1,193 @@
+"""Recompute of the stream mixing (mHC, arXiv 2512.24880, Sec. 4.3): the gradients are those
+without recompute bit for bit, and the activation memory kept for the backward shrinks to the
+residual model's plus one stream per group."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from training_scripts import KILL_ON_SECOND_SAVE, PLAIN
+
+from mhckit.functional import optimal_group_size, recompute_streams
+from mhckit.models import GPT, GPTConfig, load_checkpoint, read_metrics
+from mhckit.models.memory import live_activation_bytes
+from mhckit.nn import HyperConnection
+
+SMALL = dict(n_layer=3, n_head=2, n_embd=16, block_size=8)  # 6 sublayers
+
+
+def gpt_gradients(mixer, recompute, dtype=torch.float64, **options):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, mixer=mixer, recompute=recompute, mixer_options=options))
+    model.to(dtype)
+    g = torch.Generator().manual_seed(1)
+    idx, targets = (torch.randint(65, (2, 8), generator=g) for _ in range(2))
+    loss = model(idx, targets)[1]
+    loss.backward()
+    return loss.detach(), {k: p.grad for k, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("mixer, options", [("mhc", {}), ("hc", {}), ("kromhc", {}),
+                                            ("go-mhc", {}), ("jpmhc", {"riemannian": True})])
+@pytest.mark.parametrize("recompute", [True, 1, 4, 6])  # 4 does not divide 6 sublayers
+def test_recompute_gradients_equal_the_stored_ones_bit_for_bit(mixer, options, recompute):
+    loss, grads = gpt_gradients(mixer, False, **options)
+    loss_r, grads_r = gpt_gradients(mixer, recompute, **options)
+    assert torch.equal(loss, loss_r)
+    assert grads.keys() == grads_r.keys()
+    for name, grad in grads.items():
+        assert torch.equal(grad, grads_r[name]), name
+
+
+def test_recompute_gradients_equal_in_float32_too():
+    loss, grads = gpt_gradients("mhc", False, torch.float32)
+    loss_r, grads_r = gpt_gradients("mhc", 2, torch.float32)
+    assert torch.equal(loss, loss_r) and all(torch.equal(grads[k], grads_r[k]) for k in grads)
+
+
+def test_a_block_alone_recomputes_with_the_same_input_and_parameter_gradients():
+    C, n = 8, 4
+    branch = torch.nn.Sequential(torch.nn.LayerNorm(C), torch.nn.Linear(C, C)).double()
+    plain = HyperConnection(C, n, "mhc", branch=branch).double()
+    again = HyperConnection(C, n, "mhc", branch=branch, recompute=True).double()
+    again.load_state_dict(plain.state_dict())
+    x = torch.randn(3, n, C, dtype=torch.float64, requires_grad=True)
+    results = []
+    for block in (plain, again):
+        out = block(x)
+        results.append(torch.autograd.grad(out.square().sum(), [x, *block.parameters()]))
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
+
+
+def test_gradient_reaches_a_branch_whose_backward_comes_before_any_write():
+    # the write of the last stage does not depend on the branch: the backward reaches the
+    # branch input through the next stage's read first; h comes from a fresh recompute
+    C = 6
+    lin = torch.nn.Linear(C, C).double()
+    x = torch.randn(4, C, dtype=torch.float64, requires_grad=True)
+    stage = (lambda x: (x.sin(), x), lambda h: lin(torch.layer_norm(h, (C,))),
+             lambda state, out: state * out.sum(-1, keepdim=True))
+    stages = [stage] * 3
+    want = torch.autograd.grad(recompute_streams(x, stages, 3).sum(), [x, *lin.parameters()])
+    plain = x
+    for read, branch, write in stages:
+        h, state = read(plain)
+        plain = write(state, branch(h))
+    got = torch.autograd.grad(plain.sum(), [x, *lin.parameters()])
+    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(want, got, strict=True))
+
+
+def test_optimal_group_size_is_the_papers_square_root_rounded_up():
+    assert optimal_group_size(4, 8) == math.ceil(math.sqrt(4 * 8 / 6)) == 3
+    assert optimal_group_size(4, 60) == math.ceil(math.sqrt(4 * 60 / 6))  # 27B model: 7
+    assert optimal_group_size(4, 1) == 1
+    assert GPTConfig(mixer="mhc", recompute=True).recompute_group == 3  # 2·4 sublayers
+    assert GPTConfig(mixer="residual", recompute=True).recompute_group == 0
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "yes"])
+def test_bad_recompute_raises_naming_it(value):
+    with pytest.raises(ValueError, match="recompute"):
+        GPTConfig(mixer="mhc", recompute=value)
+    with pytest.raises(ValueError, match="recompute"):
+        HyperConnection(8, 4, "mhc", recompute=value)
+
+
+def test_live_activation_bytes_counts_what_autograd_keeps():
+    x = torch.randn(1000, requires_grad=True)
+    _, kept = live_activation_bytes(lambda: x.exp().sum(), keep=lambda r: r)
+    assert kept == 1000 * 4 + 4  # exp keeps its output; the scalar sum
+    _, freed = live_activation_bytes(lambda: (x * 2).sum(), keep=lambda r: r)
+    assert freed == 4  # mul by a number keeps nothing; the temporary is freed
+
+
+def activation_bytes(mixer, recompute):
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, mixer=mixer,
+                          recompute=recompute))
+    idx = torch.randint(65, (4, 32))
+    loss, kept = live_activation_bytes(lambda: model(idx, idx), keep=lambda r: r[1])
+    loss.backward()
+    return kept
+
+
+@pytest.mark.parametrize("mixer", ["mhc", "go-mhc"])
+def test_recompute_keeps_the_residual_models_activations_plus_one_stream_per_group(mixer):
+    residual = activation_bytes("residual", False)
+    stream = 4 * 32 * 4 * 64 * 4  # one (B, T, n, C) float32 stream
+    for group in (1, 2, 4):
+        kept = activation_bytes(mixer, group)
+        extra = kept - residual
+        # per group its input stream (the first: the embedding, expanded without a copy);
+        # per sublayer F(h) replaces the branch input the residual model keeps; the O(n²)
+        # coefficients are not kept
+        groups = math.ceil(4 / group)
+        assert (groups - 1) * stream <= extra <= groups * stream * 1.1
+    assert activation_bytes(mixer, False) > residual + 4 * stream  # every sublayer's stream
+
+
+def run_training(args, code=PLAIN):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", code, "train", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_recompute_trains_and_resumes_after_sigkill_on_the_stored_trajectory(tmp_path):
+    args = ["--mixer", "mhc", "--n-layer", "2", "--n-head", "2", "--n-embd", "16",
+            "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--max-iters",
+            "8", "--eval-interval", "4", "--checkpoint-interval", "3", "--lr-decay-iters",
+            "30", "--warmup-iters", "2", "--sample-tokens", "0", "--no-progress"]
+    stored, broken = tmp_path / "stored", tmp_path / "broken"
+    assert run_training([*args, "--out", str(stored)]).returncode == 0
+    killed = run_training([*args, "--recompute", "--out", str(broken)], code=KILL_ON_SECOND_SAVE)
+    assert killed.returncode == -9, killed.stderr
+    assert load_checkpoint(broken)["config"]["model"]["recompute"] is True
+    resumed = run_training([*args, "--recompute", "--out", str(broken), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+
+    def trajectory(run):  # every logged number but wall-clock ones and the run's identity
+        return [{k: v for k, v in r.items() if k not in ("ms", "tokens_per_s", "run")}
+                for r in read_metrics(run / "metrics.jsonl")]
+
+    assert trajectory(broken) == trajectory(stored)
+    a, b = (torch.load(d / "ckpt.pt", weights_only=True)["model"] for d in (stored, broken))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_with_recompute_follows_one_process_without(tmp_path):
+    flags = ["--mixer", "mhc", "--n-layer", "2", "--n-head", "2", "--n-embd", "16",
+             "--block-size", "16", "--max-iters", "6", "--eval-interval", "3", "--eval-iters",
+             "2", "--sample-tokens", "0", "--no-progress"]
+    ddp = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for launcher, name, extra in ((ddp, "ddp", ["--recompute", "--batch-size", "4"]),
+                                  ([], "single", ["--batch-size", "8"])):
+        done = subprocess.run([sys.executable, *launcher, "-m", "mhckit", "train", *flags,
+                               *extra, "--out", str(tmp_path / name)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    got, want = ([r["loss"] for r in read_metrics(tmp_path / name / "metrics.jsonl")
+                  if "loss" in r] for name in ("ddp", "single"))
+    assert len(got) == len(want) == 6
+    assert got == pytest.approx(want, abs=1e-5)  # as tests/test_ddp.py: the all-reduce order
+
+
+@pytest.mark.slow
+def test_recompute_under_torch_compile_gives_the_eager_gradients():
+    # each group is one graph break (the checkpoint's body mutates the group's tape), which
+    # dynamo runs eagerly: correct, and the same memory
+    def gradients(compile_):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, mixer="mhc",
+                              recompute=compile_ or False))
+        run = torch.compile(model) if compile_ else model
+        idx = torch.randint(65, (2, 8), generator=torch.Generator().manual_seed(1))
+        run(idx, idx)[1].backward()
+        return [p.grad for p in model.parameters() if p.grad is not None]
+
+    for a, b in zip(gradients(False), gradients(2), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
