@@ -3,8 +3,9 @@
 # (composite Amax gain, identity drift, stream-Jacobian spectrum) for hc, mhc, mhc-lite, shc
 # and jpmhc with n = 4, at nanoGPT's shakespeare_char CPU configuration (4 layers, n_embd 128)
 # and at a deeper, narrower one (12 layers, n_embd 64) where gains have room to grow.
-# Usage: bash benchmarks/analysis_repro.sh [OUT_DIR] [ITERS] [DEEP_ITERS] [SEED]
-#   (defaults: runs/analysis 2000 2000 1337). Long on a CPU: start it with nohup.
+# Usage: bash benchmarks/analysis_repro.sh [OUT_DIR] [ITERS] [DEEP_ITERS] [SEED] [STAGE]
+#   (defaults: runs/analysis 2000 2000 1337 both; STAGE base or deep runs one of the two,
+#   e.g. both at once in two processes). Long on a CPU: start it with nohup.
 # Writes OUT_DIR/{base,deep}/<mixer>/ run directories, OUT_DIR/{base,deep}.png figures and
 # OUT_DIR/{base,deep}.txt tables (`mhckit analyze`).
 set -euo pipefail
@@ -12,6 +13,7 @@ OUT="${1:-runs/analysis}"
 ITERS="${2:-2000}"
 DEEP_ITERS="${3:-2000}"
 SEED="${4:-1337}"
+STAGE="${5:-both}"
 MIXERS=(hc mhc mhc-lite shc jpmhc)
 run() {  # run NAME ITERS FLAGS...
     local name="$1" iters="$2"
@@ -25,5 +27,5 @@ run() {  # run NAME ITERS FLAGS...
         > "$OUT/$name.txt"
 }
 mkdir -p "$OUT/base" "$OUT/deep"
-run base "$ITERS"
-run deep "$DEEP_ITERS" --n-layer 12 --n-embd 64 --n-head 4
+[ "$STAGE" = deep ] || run base "$ITERS"
+[ "$STAGE" = base ] || run deep "$DEEP_ITERS" --n-layer 12 --n-embd 64 --n-head 4

@@ -54,3 +54,20 @@ def test_compare_resume_finishes_an_interrupted_comparison_as_if_never_stopped(t
              for r in read_metrics(d / mixer / "metrics.jsonl")] for d in (broken, whole))
         assert got == want and len([r for r in got if "loss" in r]) == 4
     assert (broken / "loss_curves.png").is_file()
+
+
+def test_compare_into_existing_runs_is_refused_before_training_and_overwrite_replaces_them(
+        tmp_path, capsys):
+    out = tmp_path / "cmp"
+    flags = ["compare", "--out", str(out), "--mixers", "residual", "--max-iters", "1", *TINY]
+    assert main(flags) == 0
+    before = (out / "residual" / "ckpt.pt").read_bytes()
+    capsys.readouterr()
+    assert main(flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--resume" in err and "--overwrite" in err and err.count("\n") == 0
+    assert (out / "residual" / "ckpt.pt").read_bytes() == before
+    assert main([*flags, "--resume", "--overwrite"]) == 2
+    assert main([*flags, "--overwrite"]) == 0
+    assert [r["iter"] for r in read_metrics(out / "residual" / "metrics.jsonl")
+            if "val_loss" in r] == [0, 1]

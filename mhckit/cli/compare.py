@@ -13,6 +13,7 @@ from mhckit.cli.preflight import check_run
 from mhckit.models import build_configs, compare_mixers, format_table
 from mhckit.models.comparison import COMPARISON_PLOT, options_for
 from mhckit.models.config import check_mixer_list
+from mhckit.models.training import RUN_FILES
 from mhckit.nn import PRESETS
 
 EPILOG = f"""\
@@ -46,6 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue each mixer from OUT/<mixer>/ckpt.pt where it exists "
                              "(same flags as the interrupted command)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the runs already in OUT/<mixer>/ (default: refuse)")
     add_config_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -69,8 +72,17 @@ def run(args: argparse.Namespace) -> int:
         check_run(dataclasses.replace(model_config, mixer=mixer,
                                       mixer_options=options_for(mixer, options)),
                   train_config, Path(args.out) / mixer)
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the comparison, --overwrite replaces it: give "
+                         "one of them")
+    held = [m for m in mixers if not (args.resume or args.overwrite)
+            and any((Path(args.out) / m / name).exists() for name in RUN_FILES)]
+    if held:  # refuse before training anything, not at the first mixer that holds a run
+        raise UsageError(f"--out {args.out!r} holds runs of {', '.join(held)}; continue them "
+                         "with --resume or replace them with --overwrite")
     results = compare_mixers(mixers, model_config, train_config, Path(args.out),
-                             progress=args.progress, resume=args.resume)
+                             progress=args.progress, resume=args.resume,
+                             overwrite=args.overwrite)
     print(f"\n{train_config.max_iters} iterations per mixer, seed {train_config.seed}, "
           f"n_streams {model_config.n_streams}, n_layer {model_config.n_layer}, "
           f"n_embd {model_config.n_embd}")

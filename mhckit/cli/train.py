@@ -23,6 +23,7 @@ examples:
   mhckit train --dataset data/mine --out runs/mine         # a folder from mhckit prepare
   mhckit train --config gpt2-small --dataset data/owt --dtype bfloat16 --compile --tensorboard
   torchrun --nproc_per_node 2 -m mhckit train --out runs/ddp   # data parallel (docs/gpt.md)
+  torchrun --nproc_per_node 2 -m mhckit train --parallel fsdp --out runs/fsdp  # sharded
 
 --out receives metrics.jsonl, loss.png, samples.txt and ckpt.pt; it belongs to one run
 (locked while training; a run already there needs --resume or --overwrite).

@@ -4,12 +4,15 @@ own activations stay alive between the forward and the backward pass."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
+
+from mhckit.functional.value_checks import value_checks
 
 __all__ = ["recompute_streams", "optimal_group_size", "Stage"]
 
@@ -47,9 +50,11 @@ def recompute_streams(x: torch.Tensor, stages: Sequence[Stage], group_size: int
     the forward pass their saved tensors are kept as usual (a ``saved_tensors_hooks`` over
     the branch call overrides the checkpoint's), their outputs ``F(h)`` are stored, and the
     recomputation writes the stored outputs back into the rebuilt streams. The gradient of
-    ``F`` flows through the branch's own graph from the first pass. Memory kept per group:
-    its input stream ``n·C`` per token, and per sublayer ``F(h)`` (``C``) besides the
-    branch's activations; extra work: one more run of the reads and writes.
+    ``F`` flows through the branch's own graph from the first pass. The branch input ``h``
+    (a read) is recomputed too, not kept. Memory kept per group: its input stream ``n·C``
+    per token, and per sublayer ``F(h)`` (``C``, in place of the ``h`` the branch would
+    keep) besides the branch's activations; extra work: one more run of the reads and
+    writes (value checks off: they repeat checked values).
 
     The recomputation repeats the forward's operations on the same values, so the
     gradients are those without recompute bit for bit (deterministic kernels). Without
@@ -86,6 +91,11 @@ class _Tape:
         self.reading: tuple[int, torch.Tensor] | None = None
 
     def run(self, x: torch.Tensor) -> torch.Tensor:
+        # a recomputation repeats values the first pass checked: no host reads for them
+        with value_checks(False) if self.outputs else contextlib.nullcontext():
+            return self._run(x)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
         for index, (read, branch, write) in enumerate(self.stages):
             h, state = read(x)
             if index < len(self.outputs):  # recomputation

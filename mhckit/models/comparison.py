@@ -76,21 +76,25 @@ def options_for(mixer: str, options: dict[str, Any]) -> dict[str, Any]:
 
 def compare_mixers(mixers: Sequence[str], model_config: GPTConfig, train_config: TrainConfig,
                    out_dir: str | Path, *, progress: bool = True,
-                   resume: bool = False) -> list[MixerResult]:
+                   resume: bool = False, overwrite: bool = False) -> list[MixerResult]:
     """Train ``model_config`` with each mixer (and the ``mixer_options`` it accepts,
     :func:`options_for`) into ``out_dir/<mixer>`` and plot every loss curve into
     ``out_dir/loss_curves.png``. With ``resume``, a mixer whose run directory
     holds a checkpoint continues from it (exactly, :func:`~mhckit.models.train`): an
-    interrupted comparison finishes what it had not done."""
+    interrupted comparison finishes what it had not done (a mixer interrupted before its
+    first checkpoint starts again). With ``overwrite``, runs already in ``out_dir`` are
+    replaced; without either, a mixer directory holding a run is refused
+    (:class:`~mhckit.models.run_directory.RunDirectoryError`)."""
     out_dir = Path(out_dir)
     results = []
     for mixer in mixers:
         checkpoint = out_dir / mixer / CHECKPOINT_NAME
         config = dataclasses.replace(model_config, mixer=mixer,
                                      mixer_options=options_for(mixer, model_config.mixer_options))
-        run = train(config, train_config,
-                    out_dir / mixer, progress=progress,
-                    resume=checkpoint if resume and checkpoint.is_file() else None)
+        resumable = resume and checkpoint.is_file()
+        run = train(config, train_config, out_dir / mixer, progress=progress,
+                    resume=checkpoint if resumable else None,
+                    overwrite=overwrite or (resume and not resumable))
         gain, error = _diagnose(run.model, train_config)
         results.append(MixerResult(mixer, run.val_loss, run.model.num_parameters(),
                                    _step_time(run), gain, error, run))

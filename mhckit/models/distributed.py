@@ -93,8 +93,6 @@ class Distributed:
         ``torchrun`` with several ranks (``"none"`` is refused there: each rank would train
         its own model into the same directory), ``"none"`` in one process, whatever was
         requested (a DDP or FSDP checkpoint resumes in one process unchanged)."""
-        if requested not in PARALLEL_MODES:
-            raise ValueError(f"parallel must be one of {PARALLEL_MODES}, got {requested!r}")
         if not self.enabled:
             return "none"
         if requested == "none":

@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from mhckit.functional.value_checks import value_checks
 from mhckit.models.checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -346,7 +347,9 @@ def _train(mc: GPTConfig, tc: TrainConfig, out_dir: Path, resume: str | Path | N
                     if mode == "ddp":  # all-reduce gradients on the last micro-step only
                         last = micro == tc.gradient_accumulation_steps - 1
                         train_model.require_backward_grad_sync = last
-                    with autocast(device, tc.dtype):
+                    # the sampler's token ids are in range by construction: no per-step
+                    # value check (a host read on a GPU); the non-finite guard stays on
+                    with autocast(device, tc.dtype), value_checks(False):
                         _, loss = train_model(x, y)
                     (loss / tc.gradient_accumulation_steps).backward()
                     loss_sum += loss.detach()
