@@ -162,10 +162,11 @@ def plot_analysis(runs: list[RunAnalysis], path: str | Path) -> Path:
                              label=f"{r.label} trained")
         spectrum_ax.semilogy(ranks, r.init_singular_values, ":", color=color,
                              label=f"{r.label} init")
-        if r.init_bound is not None:
+        if r.init_bound is not None:  # one legend entry for the bound, in each run's colour
+            first = all(q.init_bound is None for q in runs[:i])
             spectrum_ax.hlines(max(r.init_bound, 1e-16), r.width + 1, ranks[-1], colors=color,
                                linestyles="-.", linewidth=1,
-                               label=f"{r.label} theory: σ_(C+1..) ≤ Π σ₂ at init")
+                               label="theory at init: σ_(C+1..) ≤ Π σ₂(H_res)" if first else None)
     gain_ax.set(yscale="log", xlabel="iteration", ylabel="Amax gain of Π H_res",
                 title="composite gain (token mean)")
     distance_ax.set(xlabel="iteration", ylabel="‖H̄_res − I‖_F",
@@ -174,7 +175,7 @@ def plot_analysis(runs: list[RunAnalysis], path: str | Path) -> Path:
                     title="stream Jacobian ∂x_L/∂x_0 (last position)")
     for ax in (gain_ax, distance_ax, spectrum_ax):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6, loc="best")
     rows = bottom.subplots(len(runs), layers, squeeze=False)
     for r, row in zip(runs, rows, strict=True):
         means = r.diagnostics[-1]["h_res_mean"]
