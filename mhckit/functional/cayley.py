@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mhckit.functional.polar import polar_refine
-from mhckit.functional.small_inverse import inverse_values
+from mhckit.functional.small_inverse import inverse_values, inverse_vjp
 from mhckit.functional.validation import check_tensor
 
 __all__ = ["skew", "cayley"]
@@ -52,8 +52,9 @@ class _Cayley(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (q,) = ctx.saved_tensors
-        adjoint = 0.5 * (q + torch.eye(q.shape[-1], dtype=q.dtype, device=q.device)).mT
-        return 2.0 * (adjoint @ grad @ adjoint), None
+        inverse = 0.5 * (q + torch.eye(q.shape[-1], dtype=q.dtype, device=q.device))
+        # Q = 2X − I with X = M⁻¹, M = I − A: ∂L/∂A = −∂L/∂M = −inverse_vjp(X, 2G)
+        return -inverse_vjp(inverse, 2.0 * grad), None
 
 
 def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,

@@ -54,6 +54,13 @@ def inverse_values(m: torch.Tensor) -> torch.Tensor:
     return _gauss_jordan(m.reshape(-1, k, k)).reshape(m.shape)
 
 
+def inverse_vjp(inverse: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``∂L/∂M = −M⁻ᵀ (∂L/∂M⁻¹) M⁻ᵀ`` from ``inverse = M⁻¹`` and ``grad = ∂L/∂M⁻¹``
+    (shapes ``(..., k, k)``): the backward of every function built on :func:`inverse_values`."""
+    adjoint = inverse.mT
+    return -(adjoint @ grad @ adjoint)
+
+
 class _SmallInverse(torch.autograd.Function):
     """Forward: elimination (or LU); backward: ``∂L/∂M = −M⁻ᵀ (∂L/∂M⁻¹) M⁻ᵀ`` from the
     saved inverse alone, differentiable again (the saved inverse carries its graph)."""
@@ -67,8 +74,7 @@ class _SmallInverse(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (inverse,) = ctx.saved_tensors
-        adjoint = inverse.mT
-        return -(adjoint @ grad @ adjoint)
+        return inverse_vjp(inverse, grad)
 
 
 def small_inverse(m: torch.Tensor) -> torch.Tensor:
