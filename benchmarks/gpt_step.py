@@ -20,8 +20,13 @@ timed in its own interleaved rounds). ``--recompute`` adds every mixer with
 ``GPTConfig(recompute=True)`` to the same rounds; its column "recompute overhead" is the
 median step with recompute over the median step without.
 
+The forward runs under ``value_checks(False)``, as in ``mhckit train`` (the checks that read
+values back to the host are for a user's own calls, not the training loop). ``--clock thread``
+times the CPU time of the calling thread (``time.thread_time``) instead of wall-clock time:
+with ``--threads 1`` that is the whole step, and other jobs on a shared machine do not enter.
+
     python benchmarks/gpt_step.py [--rounds 30] [--threads N] [--n-streams 4] [--compile]
-                                  [--widths 128,256,512] [--recompute]
+                                  [--widths 128,256,512] [--recompute] [--clock wall|thread]
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import time
 import torch
 from torch import nn
 
+from mhckit.functional import value_checks
 from mhckit.models import GPT, GPTConfig, build_optimizer
 from mhckit.nn import PRESETS
 
@@ -82,6 +88,8 @@ def main() -> None:
     parser.add_argument("--widths", default="128", help="comma-separated n_embd values")
     parser.add_argument("--recompute", action="store_true",
                         help="also time every mixer with GPTConfig(recompute=True)")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="wall-clock time, or CPU time of this thread (with --threads 1)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -109,14 +117,17 @@ def benchmark(args: argparse.Namespace, width: int) -> None:
     run = {name: torch.compile(model) if args.compile else model
            for name, model in models.items()}
 
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
+
     def step(name: str) -> float:
-        t0 = time.perf_counter()
-        loss = run[name](x, y)[1]
+        t0 = clock()
+        with value_checks(False):  # as in mhckit train
+            loss = run[name](x, y)[1]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(models[name].parameters(), 1.0)
         optimizers[name].step()
         optimizers[name].zero_grad(set_to_none=True)
-        return time.perf_counter() - t0
+        return clock() - t0
 
     for name in models:
         for _ in range(args.warmup):
@@ -132,7 +143,7 @@ def benchmark(args: argparse.Namespace, width: int) -> None:
     print(f"\nGPT training step, n_layer 4, n_head 4, n_embd {width}, block 64, batch "
           f"{args.batch_size}, n_streams {args.n_streams}; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {args.rounds} interleaved rounds"
-          f"{', torch.compile' if args.compile else ', eager'}")
+          f"{', torch.compile' if args.compile else ', eager'}, {args.clock} clock")
     extra = " recompute overhead |" if args.recompute else ""
     print(f"| mixer | parameters | median step (ms) | ratio to residual |{extra}")
     print("|---|---:|---:|---:|" + ("---:|" if args.recompute else ""))

@@ -36,6 +36,32 @@ def test_the_set_for_s_is_contained_in_the_set_for_every_multiple_of_s():
         torch.testing.assert_close(block_energies(lifted, 2 * k), block_energies(q, 2))
 
 
+@pytest.mark.parametrize("n,s", [(1, 1), (3, 1), (4, 2), (2, 3)])
+def test_block_energies_are_the_block_sums_of_squares_with_their_gradients(n, s):
+    q = torch.randn(5, n * s, n * s, dtype=F64, requires_grad=True)
+    reference = q.reshape(5, n, s, n, s).square().sum(dim=(-3, -1)) / s
+    torch.testing.assert_close(block_energies(q, s), reference, atol=1e-15, rtol=0)
+    weights = torch.randn(5, n, n, dtype=F64)
+    (ours,) = torch.autograd.grad((block_energies(q, s) * weights).sum(), q)
+    (autograd,) = torch.autograd.grad((reference * weights).sum(), q)
+    torch.testing.assert_close(ours, autograd, atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [(2,), ()])
+def test_block_energies_backward_passes_gradcheck_and_gradgradcheck(batch):
+    q = torch.randn(*batch, 6, 6, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda q: block_energies(q, 2), (q,))
+    assert torch.autograd.gradgradcheck(lambda q: block_energies(q, 2), (q,))
+
+
+def test_block_energies_jacobian_under_vmap():
+    q = torch.randn(3, 6, 6, dtype=F64)
+    jac = torch.func.vmap(torch.func.jacrev(lambda x: block_energies(x, 3)))(q)
+    expected = torch.stack([torch.autograd.functional.jacobian(
+        lambda x: block_energies(x, 3), x) for x in q])
+    torch.testing.assert_close(jac, expected, atol=1e-15, rtol=0)
+
+
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="s must be >= 1"):
         block_energies(torch.eye(4), 0)

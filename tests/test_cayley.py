@@ -80,6 +80,25 @@ def test_cayley_gradient_is_exact(m, refine):
     assert torch.autograd.gradgradcheck(f, (g,))
 
 
+@pytest.mark.parametrize("m", [3, 5])
+def test_cayley_gradient_around_a_constant_base_is_exact(m):
+    # the base is folded into the custom function: its backward reads Q = Bᵀ(BQ)
+    base = cayley(_skew(m, 1.0, 8, batch=1)[0])
+    g = _skew(m, 1.0, 9, batch=2).triu().requires_grad_()
+
+    def f(g):
+        return cayley(g - g.mT, base, refine=True)
+
+    assert torch.autograd.gradcheck(f, (g,))
+    assert torch.autograd.gradgradcheck(f, (g,))
+
+
+def test_cayley_around_a_learned_base_differentiates_the_base_too():
+    a = _skew(4, 1.0, 10, batch=2).requires_grad_()
+    base = cayley(_skew(4, 1.0, 11, batch=2)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: cayley(a, b), (a, base))
+
+
 def test_cayley_gradient_is_the_gradient_through_lapacks_solve():
     a = _skew(6, 3.0, 7, batch=5).requires_grad_()
     weights = torch.randn(5, 6, 6, dtype=F64)

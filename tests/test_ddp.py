@@ -2,12 +2,13 @@
 loss trajectory of one process with batch 2b (DDP averages the two half-batch gradients)."""
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 import torch
-from training_scripts import KILL_ON_SECOND_SAVE, PLAIN
+from training_scripts import KILL_ON_SECOND_SAVE, PLAIN, REFUSE_SAVE_ON_RANK_0
 
 from mhckit.models import load_checkpoint, read_metrics
 
@@ -74,3 +75,17 @@ def test_two_process_run_killed_mid_checkpoint_resumes_bit_identically(tmp_path)
     a, b = (torch.load(d / "ckpt.pt", weights_only=True) for d in (whole, broken))
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert len(b["rng"]) == 2  # every rank's generator state, restored rank by rank
+
+
+def test_a_checkpoint_refused_on_rank_0_stops_every_rank_in_one_line(tmp_path):
+    """Rank 0 writes alone; when it cannot, rank 1 learns it (one broadcast) and stops too,
+    where it used to wait in the next all-reduce until the process group timed out."""
+    args = [*FLAGS[:FLAGS.index("--checkpoint-interval")], "--checkpoint-interval", "2",
+            "--sample-tokens", "0", "--no-progress", "--batch-size", "4"]
+    done = torchrun(REFUSE_SAVE_ON_RANK_0, [*args, "--out", str(tmp_path / "run")], tmp_path)
+    assert done.returncode != 0
+    # torchrun's launcher prints its own traceback for failed children; none is mhckit's
+    assert not re.search(r'File ".*mhckit/', done.stderr), done.stderr[-3000:]
+    assert "mhckit train: error: checkpoint" in done.stderr  # rank 0
+    assert "mhckit train: error: rank 0 failed: CheckpointError: checkpoint" in done.stderr
+    assert not (tmp_path / "run" / "ckpt.pt").exists()

@@ -66,10 +66,12 @@ def test_identity_param_gives_the_coordinate_projector_with_nonvanishing_gradien
     assert grad.norm() > 1e-2
 
 
-def test_parametrize_passes_gradcheck_in_float64():
-    man = Grassmann(5, 2)
-    z = torch.randn(3, *man.param_shape, dtype=F64, requires_grad=True)
+@pytest.mark.parametrize("n,p,batch", [(5, 2, 3), (4, 2, 2), (3, 1, 1)])
+def test_parametrize_passes_gradcheck_and_gradgradcheck_in_float64(n, p, batch):
+    man = Grassmann(n, p)
+    z = torch.randn(batch, *man.param_shape, dtype=F64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda z: man.as_matrix(man.parametrize(z)), (z,))
+    assert torch.autograd.gradgradcheck(lambda z: man.as_matrix(man.parametrize(z)), (z,))
 
 
 def test_the_mixer_depends_on_the_subspace_only():

@@ -135,16 +135,19 @@ def run_training(args, code=PLAIN):
                           capture_output=True, text=True, timeout=300)
 
 
-def test_recompute_trains_and_resumes_after_sigkill_on_the_stored_trajectory(tmp_path):
+@pytest.mark.parametrize("first", [["--recompute"], []], ids=["recompute", "switched-on"])
+def test_recompute_trains_and_resumes_after_sigkill_on_the_stored_trajectory(tmp_path, first):
+    """Killed with or without recompute, resumed with it: the run of the stored trajectory
+    (``recompute`` is an execution field, not part of the run's identity)."""
     args = ["--mixer", "mhc", "--n-layer", "2", "--n-head", "2", "--n-embd", "16",
             "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--max-iters",
             "8", "--eval-interval", "4", "--checkpoint-interval", "3", "--lr-decay-iters",
             "30", "--warmup-iters", "2", "--sample-tokens", "0", "--no-progress"]
     stored, broken = tmp_path / "stored", tmp_path / "broken"
     assert run_training([*args, "--out", str(stored)]).returncode == 0
-    killed = run_training([*args, "--recompute", "--out", str(broken)], code=KILL_ON_SECOND_SAVE)
+    killed = run_training([*args, *first, "--out", str(broken)], code=KILL_ON_SECOND_SAVE)
     assert killed.returncode == -9, killed.stderr
-    assert load_checkpoint(broken)["config"]["model"]["recompute"] is True
+    assert load_checkpoint(broken)["config"]["model"]["recompute"] is bool(first)
     resumed = run_training([*args, "--recompute", "--out", str(broken), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
 

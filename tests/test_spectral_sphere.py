@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 from mhckit.functional import helmert_basis
 from mhckit.manifolds import SpectralSphere
 from mhckit.manifolds.base import default_atol
+from mhckit.manifolds.spectral_sphere import _RotatedSpectrum, _skew_pattern
 
 DTYPES = [torch.float32, torch.float64]
 
@@ -60,6 +61,21 @@ def test_spectral_norm_equals_max_of_one_and_sigma():
 def test_parametrize_gradcheck_float64():
     z = torch.randn(2, 16, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(SpectralSphere(5).parametrize, (z,))
+
+
+@pytest.mark.parametrize("n", [2, 4, 5])
+@pytest.mark.parametrize("generators", ["linear", "tanh"])
+def test_parametrize_custom_backward_passes_gradcheck_and_gradgradcheck(n, generators):
+    m = SpectralSphere(n, generators=generators)
+    z = torch.randn(3, *m.param_shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(m.parametrize, (z,))
+    assert torch.autograd.gradgradcheck(m.parametrize, (z,))
+    single = z[0].detach().clone().requires_grad_()  # no batch dimension
+    assert torch.autograd.gradcheck(m.parametrize, (single,))
+    # the function's rotation outputs (what the double backward differentiates through)
+    pattern = _skew_pattern(n - 1, torch.float64, None)
+    rotations = lambda z: _RotatedSpectrum.apply(z, pattern, generators == "tanh")  # noqa: E731
+    assert torch.autograd.gradcheck(rotations, (z,))
 
 
 def test_identity_param_is_near_identity_with_nonvanishing_gradient():

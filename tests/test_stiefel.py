@@ -77,6 +77,15 @@ def test_parametrize_passes_gradcheck_in_float64(n, p, parametrization):
     assert torch.autograd.gradcheck(man.parametrize, (z,))
 
 
+@pytest.mark.parametrize("n,p,batch", [(5, 3, 3), (5, 3, 2), (4, 2, 2), (3, 1, 1), (6, 4, 4)])
+def test_thin_parametrize_custom_backward_passes_gradcheck_and_gradgradcheck(n, p, batch):
+    # batch = p once made torch.linalg.solve read the identity as a batch of vectors
+    man = Stiefel(n, p)
+    z = torch.randn(batch, *man.param_shape, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(man.parametrize, (z,))
+    assert torch.autograd.gradgradcheck(man.parametrize, (z,))
+
+
 def test_iterative_parametrize_implicit_matches_unrolled_once_converged():
     z = 0.1 * torch.randn(3, Stiefel(6, 2).param_shape[0], dtype=F64)
     grads = []

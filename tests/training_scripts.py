@@ -38,3 +38,17 @@ command.train = train
 from mhckit.cli import main
 sys.exit(main(sys.argv[1:]))
 """
+
+#: The CLI, but rank 0's checkpoint write is refused (as for a non-finite weight): every rank
+#: must stop, not wait for rank 0 in the next all-reduce.
+REFUSE_SAVE_ON_RANK_0 = """
+import os, sys
+import mhckit.models.training as training
+from mhckit.models.checkpoint import CheckpointError
+def refusing_save(path, **kwargs):
+    raise CheckpointError(path, "not written: model.lm_head.weight holds NaN or inf (injected)")
+if os.environ.get("RANK") == "0":
+    training.save_checkpoint = refusing_save
+from mhckit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""

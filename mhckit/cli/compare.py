@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from mhckit.cli.errors import UsageError
+from mhckit.cli.errors import DIVERGED_EXIT, UsageError, report
 from mhckit.cli.options import add_config_arguments, config_layers, describe
 from mhckit.cli.preflight import check_run
 from mhckit.models import build_configs, compare_mixers, format_table
@@ -28,7 +28,8 @@ median step time and its ratio to residual (measured in this run, sequentially: 
 estimate on a shared machine, see benchmarks/gpt_step.py for an interleaved one); forward
 Amax gain of the composite mixer prod H_res and the largest constraint error
 (mhckit.nn.diagnostics on one validation sequence). Each run's files go to OUT/<mixer>/,
-the plot of all curves to OUT/{COMPARISON_PLOT}.
+the plot of all curves to OUT/{COMPARISON_PLOT}. A mixer whose training goes non-finite is
+reported in its row (where it diverged) and on stderr, the others train, exit code 3.
 """
 
 
@@ -88,4 +89,7 @@ def run(args: argparse.Namespace) -> int:
           f"n_embd {model_config.n_embd}")
     print(format_table(results))
     print(f"\nloss curves: {Path(args.out) / COMPARISON_PLOT}")
-    return 0
+    diverged = [r for r in results if r.diverged is not None]
+    for r in diverged:
+        report("compare", RuntimeError(f"{r.mixer} diverged at {r.diverged}"))
+    return DIVERGED_EXIT if diverged else 0

@@ -14,7 +14,10 @@ import argparse
 import os
 import sys
 
-__all__ = ["UsageError", "USAGE_EXIT", "USER_ERRORS", "ArgumentParser", "one_line", "report",
+from mhckit.models.distributed import MainRankError
+
+__all__ = ["UsageError", "USAGE_EXIT", "DIVERGED_EXIT", "USER_ERRORS", "ArgumentParser",
+           "one_line", "report",
            "silence_stdout"]
 
 #: Exit code of a user error (argparse's, and the POSIX convention for bad usage).
@@ -25,8 +28,12 @@ class UsageError(ValueError):
     """A bad invocation of ``mhckit``; its message is the line the user sees."""
 
 
-#: The exceptions reported as a user error (one line, exit code 2).
-USER_ERRORS = (ValueError, TypeError, OSError)
+#: Exit code of a run that went non-finite (``mhckit train`` and ``compare``).
+DIVERGED_EXIT = 3
+
+#: The exceptions reported as a user error (one line, exit code 2); a :class:`MainRankError`
+#: is another rank's report of one.
+USER_ERRORS = (ValueError, TypeError, OSError, MainRankError)
 
 
 def one_line(err: BaseException) -> str:

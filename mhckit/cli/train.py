@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mhckit.cli.errors import report
+from mhckit.cli.errors import DIVERGED_EXIT, report
 from mhckit.cli.options import add_config_arguments, config_layers, describe
 from mhckit.cli.preflight import check_run
 from mhckit.models import build_configs, checkpoint_path, load_checkpoint, train
 from mhckit.models.nonfinite import NonFiniteError
 
 #: Exit code of a run stopped by a NaN/inf loss or gradient norm (docs/reliability.md).
-DIVERGED_EXIT = 3
 
 EPILOG = """\
 examples:

@@ -12,7 +12,7 @@ from mhckit.functional.polar import polar_refine
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.sinkhorn import SinkhornInfo, sinkhorn, sinkhorn_scale
 from mhckit.functional.small_inverse import small_inverse
-from mhckit.functional.stream_mix import stream_mix
+from mhckit.functional.stream_mix import stream_mix, stream_write
 from mhckit.functional.stream_recompute import optimal_group_size, recompute_streams
 from mhckit.functional.support_divisor import support_divisor
 from mhckit.functional.value_checks import value_checks, value_checks_enabled
@@ -22,5 +22,5 @@ __all__ = ["birkhoff_tangent_projection", "sinkhorn", "sinkhorn_scale", "Sinkhor
            "kron", "kron_apply", "nearest_kronecker_factors",
            "block_energies", "cayley_frame", "iterative_cayley_frame", "rms_norm_linear",
            "multiplicative_max_step", "small_inverse", "support_divisor", "value_checks",
-           "stream_mix", "recompute_streams", "optimal_group_size",
+           "stream_mix", "stream_write", "recompute_streams", "optimal_group_size",
            "value_checks_enabled"]

@@ -8,7 +8,7 @@ from mhckit.functional.polar import polar_refine
 from mhckit.functional.small_inverse import inverse_values, inverse_vjp
 from mhckit.functional.validation import check_tensor
 
-__all__ = ["skew", "cayley"]
+__all__ = ["skew", "cayley", "cayley_values", "cayley_vjp"]
 
 
 def skew(a: torch.Tensor) -> torch.Tensor:
@@ -32,29 +32,54 @@ def _cayley_closed_form(a: torch.Tensor) -> torch.Tensor:
     return eye + 2.0 * (scaled / t + scaled @ scaled) / (t.reciprocal().square() + p)
 
 
+def cayley_values(a: torch.Tensor, refine: bool) -> torch.Tensor:
+    """The values of :func:`cayley` (no base; not differentiable: for custom autograd
+    functions, with :func:`cayley_vjp` as their backward): the closed form for ``m ≤ 3``,
+    else ``2 (I − A)⁻¹ − I`` by :func:`inverse_values`, optionally refined by Newton–Schulz."""
+    if a.shape[-1] <= 3:
+        return _cayley_closed_form(a)
+    eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+    q = 2.0 * inverse_values(eye - a) - eye
+    return polar_refine(q) if refine else q
+
+
+def cayley_vjp(q: torch.Tensor, grad: torch.Tensor, base: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """``∂L/∂A`` of ``q = B · Cayley(A)`` from ``q`` itself and ``grad = ∂L/∂q``.
+
+    ``dCayley(A) = 2 X dA X`` with ``X = (I − A)⁻¹ = (Cayley(A) + I)/2``, so without a base
+    ``∂L/∂A = 2 Xᵀ G Xᵀ``. With an orthogonal base ``B`` (``BᵀB = BBᵀ = I``),
+    ``Cayley(A) = Bᵀq`` and ``∂L/∂Cayley(A) = BᵀG``, and ``Xᵀ = (q + B)ᵀ B / 2`` gives
+    ``∂L/∂A = 2 Yᵀ G Yᵀ B`` with ``Y = (q + B)/2``: three small products either way, and
+    nothing but ``q`` needs keeping (``B`` is a constant)."""
+    shift = torch.eye(q.shape[-1], dtype=q.dtype, device=q.device) if base is None else base
+    # Q = 2X − I with X = M⁻¹, M = I − A: ∂L/∂A = −∂L/∂M = −inverse_vjp(X, 2G)
+    grad_a = -inverse_vjp(0.5 * (q + shift), 2.0 * grad)
+    return grad_a if base is None else grad_a @ base
+
+
 class _Cayley(torch.autograd.Function):
-    """Forward: ``Q = 2 (I − A)⁻¹ − I`` by :func:`inverse_values`, optionally refined by
-    Newton–Schulz; backward: the exact Cayley derivative ``∂L/∂A = 2 Xᵀ G Xᵀ``,
-    ``X = (I − A)⁻¹ = (Q + I)/2`` from the saved output (``dQ = 2 X dA X``). The refinement
-    moves ``Q`` by rounding only and its derivative along the skew directions is the
-    identity, so it is not differentiated (that would cost four more small products a
-    step); the backward is differentiable again (``Q`` carries its graph)."""
+    """Forward: ``B · Cayley(A)`` (:func:`cayley_values`; ``B = I`` without a base);
+    backward: the exact Cayley derivative from the saved output alone
+    (:func:`cayley_vjp`), so the only tensor kept is the one the caller holds anyway. The
+    refinement moves ``Q`` by rounding only and its derivative along the skew directions is
+    the identity, so it is not differentiated (that would cost four more small products a
+    step); the closed form is ``Cayley(A)`` exactly, so its derivative is the same. The
+    backward is differentiable again (the saved output carries its graph)."""
 
     @staticmethod
-    def forward(ctx, a, refine):
-        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
-        q = 2.0 * inverse_values(eye - a) - eye
-        if refine:
-            q = polar_refine(q)
+    def forward(ctx, a, base, refine):
+        # ctx-style, not setup_context: that style binds the signature on every call (~25 µs)
+        q = cayley_values(a, refine)
+        q = q if base is None else base @ q
+        ctx.base = base
         ctx.save_for_backward(q)
         return q
 
     @staticmethod
     def backward(ctx, grad):
         (q,) = ctx.saved_tensors
-        inverse = 0.5 * (q + torch.eye(q.shape[-1], dtype=q.dtype, device=q.device))
-        # Q = 2X − I with X = M⁻¹, M = I − A: ∂L/∂A = −∂L/∂M = −inverse_vjp(X, 2G)
-        return -inverse_vjp(inverse, 2.0 * grad), None
+        return cayley_vjp(q, grad, ctx.base), None, None
 
 
 def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,
@@ -67,9 +92,10 @@ def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,
     it are exact, with no linear solver call per matrix: for ``m ≤ 3`` the closed form
     ``I + 2 (A + A²) / (1 + ‖A‖_F²/2)`` (Euler–Rodrigues), else ``2 (I − A)⁻¹ − I`` by
     :func:`~mhckit.functional.small_inverse.small_inverse`'s unrolled Gauss–Jordan with
-    partial pivoting, differentiated by the exact Cayley derivative
-    ``∂L/∂A = 2 Xᵀ G Xᵀ``, ``X = (I − A)⁻¹`` (a custom backward: two small products, only
-    ``Q`` saved). The closed form is orthogonal to rounding
+    partial pivoting. Both are differentiated by the exact Cayley derivative
+    ``∂L/∂A = 2 Xᵀ G Xᵀ``, ``X = (I − A)⁻¹ = (Q + I)/2`` (:func:`cayley_vjp`: a custom
+    backward of two small products that keeps only the output). The closed form is
+    orthogonal to rounding
     for any entries; the inverse to rounding times the condition of ``I − A``
     (``≤ 1 + ‖A‖₂``, so ``~1e-3`` in float32 at entries near ``1e4``), and ``refine=True``
     adds two Newton–Schulz steps (:func:`~mhckit.functional.polar_refine`) there, which take
@@ -78,6 +104,9 @@ def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,
 
     With ``base`` (an orthogonal ``(..., m, m)`` matrix) the map is the trivialization
     ``base @ Q`` around ``base`` (Lezcano-Casado & Martínez-Rubio 2019, arXiv 1901.08428).
+    A constant base is part of the custom function, whose backward then reads ``Q`` off
+    the one saved output ``base @ Q`` (one ``m x m`` matrix kept per point, not two); a
+    base that requires a gradient is multiplied by autograd.
 
     Used by Stiefel/Grassmann (JPmHC, arXiv 2602.18308), go-mHC (arXiv 2604.02309) and sHC
     (arXiv 2603.20896).
@@ -85,10 +114,7 @@ def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,
     check_tensor(a, "a", finite=False)
     dtype = a.dtype
     work = a if dtype in (torch.float32, torch.float64) else a.float()
-    if work.shape[-1] <= 3:
-        q = _cayley_closed_form(work)
-    else:
-        q = _Cayley.apply(work, bool(refine))
-    if base is not None:
-        q = base.to(q.dtype) @ q
+    if base is not None and base.requires_grad:
+        return (base.to(work.dtype) @ _Cayley.apply(work, None, bool(refine))).to(dtype)
+    q = _Cayley.apply(work, None if base is None else base.to(work.dtype), bool(refine))
     return q.to(dtype)

@@ -1,39 +1,48 @@
-"""The read and the mix of a hyper-connection, ``(H_pre·x, H_res·x)``, saving only ``x`` and the
-coefficients for the backward."""
+"""The read, the mix and the write of a hyper-connection, ``(H_pre·x, H_res·x)`` and
+``m + H_postᵀ·F``, saving only their inputs for the backward."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["stream_mix"]
+__all__ = ["stream_mix", "stream_write"]
+
+
+def _contract(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_c a_c b_jc``: ``a`` ``(..., C)`` against the rows of ``b`` ``(..., n, C)``, shape
+    ``(..., n)``, as a matmul ``(1, C) @ (C, n)`` per token (on CPU several times faster than
+    ``(b * a).sum(-1)``, which makes a product as large as ``b``, or ``b @ a``)."""
+    return (a.unsqueeze(-2) @ b.mT).squeeze(-2)
+
+
+def _combine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_j a_j b_jc``: the weights ``a`` ``(..., n)`` over the rows of ``b`` ``(..., n, C)``,
+    shape ``(..., C)``, as a matmul ``(1, n) @ (n, C)`` per token."""
+    return (a.unsqueeze(-2) @ b).squeeze(-2)
 
 
 class _StreamMix(torch.autograd.Function):
-    """``(r, m) = (H_pre·x, H_res·x)`` as one matmul by ``K = [H_pre; H_res]`` ``(1+n, n)``.
+    """``(r, m) = (H_pre·x, H_res·x)``: two batched matmuls, ``(1, n) @ (n, C)`` and
+    ``(n, n) @ (n, C)`` per token.
 
-    Backward, for cotangents ``g_r`` ``(..., C)`` and ``g_m`` ``(..., n, C)`` stacked into
-    ``G = [g_r; g_m]`` ``(..., 1+n, C)``::
+    Backward, for cotangents ``g_r`` ``(..., C)`` and ``g_m`` ``(..., n, C)``::
 
-        ∂ℓ/∂x = Kᵀ G          [∂ℓ/∂H_pre; ∂ℓ/∂H_res] = G xᵀ
+        ∂ℓ/∂x = H_resᵀ g_m + H_pre ⊗ g_r     ∂ℓ/∂H_pre = x g_r     ∂ℓ/∂H_res = g_m xᵀ
 
-    (summed over the token axes where a coefficient is static). Only ``x``, ``H_pre`` and
-    ``H_res`` are saved: neither the ``(1+n)×C`` product nor the mixed streams, which
-    autograd through ``cat`` + ``matmul`` + ``split`` would keep alive through the read
-    (``r`` is a view of the product, and the branch saves its input). The backward is made
-    of differentiable operations on the saved inputs, so it can be differentiated again.
+    (summed over the token axes where a coefficient is static): one matmul and one fused
+    multiply-add for ``∂ℓ/∂x``, no stacked ``(1+n)×C`` cotangent. Only ``x``, ``H_pre`` and
+    ``H_res`` are saved: neither the mixed streams nor a ``(1+n)×C`` product, which autograd
+    through ``cat`` + ``matmul`` + ``split`` would keep alive through the read (``r`` has
+    its own storage, and the branch saves it). The backward is made of differentiable
+    operations on the saved inputs, so it can be differentiated again.
     """
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x, h_pre, h_res):
-        n = x.shape[-2]
-        batch = torch.broadcast_shapes(h_pre.shape[:-1], h_res.shape[:-2])
-        coupled = torch.cat([h_pre.to(x.dtype).unsqueeze(-2).expand(*batch, 1, n),
-                             h_res.to(x.dtype).expand(*batch, n, n)], dim=-2)
-        product = coupled @ x  # (..., 1 + n, C)
-        # the read gets its own storage: the branch keeps it, the product is freed
-        return product[..., 0, :].clone(), product[..., 1:, :]
+        x = x.contiguous()  # once for both matmuls (streams expanded from one: stride 0)
+        return _combine(h_pre.to(x.dtype), x), h_res.to(x.dtype) @ x
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -43,28 +52,76 @@ class _StreamMix(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_read, grad_mixed):
         x, h_pre, h_res = ctx.saved_tensors
-        n = x.shape[-2]
-        if grad_read is None and grad_mixed is None:
-            return None, None, None
-        if grad_read is None:
-            grad_read = torch.zeros_like(grad_mixed[..., 0, :])
-        if grad_mixed is None:
-            grad_mixed = torch.zeros_like(grad_read).unsqueeze(-2).expand(
-                *grad_read.shape[:-1], n, grad_read.shape[-1])
-        stacked = torch.cat([grad_read.unsqueeze(-2), grad_mixed], dim=-2)  # (..., 1 + n, C)
         grad_x = grad_pre = grad_res = None
+        if grad_read is not None and grad_mixed is not None and ctx.needs_input_grad[1] and \
+                ctx.needs_input_grad[2]:
+            x = x.contiguous()  # once for the two products with x (stride 0: expanded)
         if ctx.needs_input_grad[0]:
-            batch = torch.broadcast_shapes(h_pre.shape[:-1], h_res.shape[:-2])
-            coupled = torch.cat([h_pre.to(x.dtype).unsqueeze(-2).expand(*batch, 1, n),
-                                 h_res.to(x.dtype).expand(*batch, n, n)], dim=-2)
-            grad_x = (coupled.mT @ stacked).sum_to_size(x.shape)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            grad_coupled = stacked @ x.mT  # (..., 1 + n, n)
-            if ctx.needs_input_grad[1]:
-                grad_pre = grad_coupled[..., 0, :].sum_to_size(h_pre.shape).to(h_pre.dtype)
-            if ctx.needs_input_grad[2]:
-                grad_res = grad_coupled[..., 1:, :].sum_to_size(h_res.shape).to(h_res.dtype)
+            pre = h_pre.to(x.dtype).unsqueeze(-1)
+            if grad_mixed is not None:
+                grad_x = h_res.to(x.dtype).mT @ grad_mixed
+                if grad_read is not None:
+                    grad_x = torch.addcmul(grad_x, pre, grad_read.unsqueeze(-2))
+            elif grad_read is not None:
+                grad_x = pre * grad_read.unsqueeze(-2)
+            if grad_x is not None:
+                grad_x = grad_x.sum_to_size(x.shape)
+        if ctx.needs_input_grad[1] and grad_read is not None:
+            grad_pre = _contract(grad_read, x).sum_to_size(h_pre.shape).to(h_pre.dtype)
+        if ctx.needs_input_grad[2] and grad_mixed is not None:
+            grad_res = (grad_mixed @ x.mT).sum_to_size(h_res.shape).to(h_res.dtype)
         return grad_x, grad_pre, grad_res
+
+
+class _StreamWrite(torch.autograd.Function):
+    """``y = m + H_post ⊗ F``: one fused multiply-add. Backward, for the cotangent ``g``
+    ``(..., n, C)``::
+
+        ∂ℓ/∂m = g     ∂ℓ/∂H_post = g F     ∂ℓ/∂F = H_postᵀ g
+
+    each contraction one batched matmul per token, where autograd through ``addcmul`` makes
+    an ``n×C`` product and reduces it, twice. Saves ``H_post`` and ``F`` (as ``addcmul``
+    does); differentiable backward (double backward, ``torch.func``).
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(mixed, h_post, out):
+        return torch.addcmul(mixed, h_post.unsqueeze(-1), out.unsqueeze(-2))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, h_post, out = inputs
+        ctx.save_for_backward(h_post, out)
+        ctx.mixed_shape = inputs[0].shape
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        h_post, out = ctx.saved_tensors
+        if grad is None:
+            return None, None, None
+        grad = grad.contiguous()  # once (e.g. stride 0 from a mean over the streams)
+        grad_mixed = grad_post = grad_out = None
+        if ctx.needs_input_grad[0]:
+            grad_mixed = grad.sum_to_size(ctx.mixed_shape)
+        if ctx.needs_input_grad[1]:  # in the cotangent's dtype (F may be narrower: autocast)
+            grad_post = _contract(out.to(grad.dtype), grad).sum_to_size(h_post.shape)
+        if ctx.needs_input_grad[2]:
+            grad_out = _combine(h_post.to(grad.dtype), grad).sum_to_size(out.shape)
+        return grad_mixed, grad_post, grad_out
+
+
+def _check_coefficients(x: torch.Tensor, h_pre: torch.Tensor, h_res: torch.Tensor) -> None:
+    if not all(isinstance(t, torch.Tensor) for t in (x, h_pre, h_res)):
+        raise TypeError(f"x, h_pre and h_res must be tensors, got {type(x).__name__}, "
+                        f"{type(h_pre).__name__} and {type(h_res).__name__}")
+    n = x.shape[-2] if x.dim() >= 2 else None
+    if n is None or h_pre.dim() < 1 or h_pre.shape[-1] != n or h_res.dim() < 2 or \
+            h_res.shape[-2:] != (n, n):
+        raise ValueError(f"x must have shape (..., n, C), h_pre (..., n) and h_res (..., n, n), "
+                         f"got {tuple(x.shape)}, {tuple(h_pre.shape)} and {tuple(h_res.shape)}")
 
 
 def stream_mix(x: torch.Tensor, h_pre: torch.Tensor, h_res: torch.Tensor
@@ -74,21 +131,23 @@ def stream_mix(x: torch.Tensor, h_pre: torch.Tensor, h_res: torch.Tensor
     arXiv 2512.24880, eq. (3)), for streams ``x`` ``(..., n, C)``, ``h_pre`` ``(..., n)`` and
     ``h_res`` ``(..., n, n)`` (coefficients per token, or static and broadcast).
 
-    One batched matmul by ``[H_pre; H_res]``; the backward (:class:`_StreamMix`) keeps only
-    ``x`` and the coefficients, so a block built on it stores per sublayer the stream input,
-    the read (kept by the branch) and ``F``'s output (kept by the write for ``∂ℓ/∂H_post``),
-    not the ``(1+n)×C`` product. The product is computed in ``x``'s dtype with autocast off
-    (the coefficients are cast to it): the stream update stays in the stream's precision.
+    The backward (:class:`_StreamMix`) keeps only ``x`` and the coefficients, so a block
+    built on it stores per sublayer the stream input, the read (kept by the branch) and
+    ``F``'s output (kept by the write for ``∂ℓ/∂H_post``), not the mixed streams. The products
+    are computed in ``x``'s dtype with autocast off (the coefficients are cast to it): the
+    stream update stays in the stream's precision.
     """
-    if not all(isinstance(t, torch.Tensor) for t in (x, h_pre, h_res)):
-        raise TypeError(f"x, h_pre and h_res must be tensors, got {type(x).__name__}, "
-                        f"{type(h_pre).__name__} and {type(h_res).__name__}")
-    n = x.shape[-2] if x.dim() >= 2 else None
-    if n is None or h_pre.dim() < 1 or h_pre.shape[-1] != n or h_res.dim() < 2 or \
-            h_res.shape[-2:] != (n, n):
-        raise ValueError(f"x must have shape (..., n, C), h_pre (..., n) and h_res (..., n, n), "
-                         f"got {tuple(x.shape)}, {tuple(h_pre.shape)} and {tuple(h_res.shape)}")
+    _check_coefficients(x, h_pre, h_res)
     if torch.is_autocast_enabled(x.device.type):
         with torch.autocast(x.device.type, enabled=False):
             return _StreamMix.apply(x, h_pre, h_res)
     return _StreamMix.apply(x, h_pre, h_res)
+
+
+def stream_write(mixed: torch.Tensor, h_post: torch.Tensor, out: torch.Tensor
+                 ) -> torch.Tensor:
+    """The write of a hyper-connection, ``x_next = m + H_postᵀ·F``, for the mixed streams
+    ``m = H_res·x`` ``(..., n, C)``, ``h_post`` ``(..., n)`` and the branch output ``F``
+    ``(..., C)``; a custom backward (:class:`_StreamWrite`) that saves
+    ``H_post`` and ``F``."""
+    return _StreamWrite.apply(mixed, h_post, out)

@@ -35,6 +35,7 @@ class Grassmann(Stiefel):
     """
 
     name = "Grassmann"
+    skew_generator = False  # z is B alone: (Ω, b) = (0, [0; B])
 
     def __init__(self, n: int, p: int, *, retraction: str = "cayley",
                  parametrization: str = "cayley", iterations: int = 2,
@@ -82,12 +83,6 @@ class Grassmann(Stiefel):
         ratio = torch.linalg.solve(xty.mT, (y - x @ xty).mT).mT  # (I − XXᵀ) Y (XᵀY)⁻¹
         w, sigma, vh = torch.linalg.svd(ratio, full_matrices=False)
         return ((w * sigma.atan().unsqueeze(-2)) @ vh).to(dtype)
-
-    def _generator(self, z: torch.Tensor) -> tuple[None, torch.Tensor]:
-        """``(Ω, b) = (0, [0; B])`` from ``z`` of shape ``(..., p(n−p))``."""
-        n, p = self._rows, self.p
-        lower = z.reshape(*z.shape[:-1], n - p, p)
-        return None, torch.cat([z.new_zeros(*z.shape[:-1], p, p), lower], dim=-2)
 
     def as_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """The orthogonal projector ``U Uᵀ`` onto the subspace, shape ``(..., n, n)``."""

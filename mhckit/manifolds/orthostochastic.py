@@ -88,14 +88,16 @@ class Orthostochastic(Stiefel):
         return moved(high)[1]
 
     def _frame(self, z: torch.Tensor) -> torch.Tensor:
-        """``Q₀ · Cayley(A)`` in ``z``'s working dtype."""
-        q = super()._frame(z)
+        """``Q₀ · Cayley(A)`` in ``z``'s working dtype: one :func:`cayley` around the base,
+        whose backward keeps only that point (which ``block_energies`` keeps anyway)."""
         if self._base is None:
-            return q
-        key = (q.dtype, q.device)
+            return super()._frame(z)
+        key = (z.dtype, z.device)
         if key not in self._bases:
-            self._bases[key] = self._base.to(dtype=q.dtype, device=q.device)
-        return self._bases[key] @ q
+            self._bases[key] = self._base.to(dtype=z.dtype, device=z.device)
+        if self.parametrization != "cayley":
+            return self._bases[key] @ super()._frame(z)
+        return cayley(self._generator(z)[0], self._bases[key], refine=True)
 
     def as_matrix(self, x: torch.Tensor) -> torch.Tensor:
         """The doubly stochastic mixer ``block_energies(Q, s)``, shape ``(..., n, n)``."""

@@ -44,6 +44,65 @@ def _working(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+def _generator(z: torch.Tensor, n: int, p: int, skew: bool
+               ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(Ω, b) = (S, [0; B])`` from ``z``: the strict upper triangle of the skew ``S``
+    (``p x p``; absent, ``Ω = None``, unless ``skew``), then ``B`` (``(n−p) x p``,
+    row-major; ``b = None`` for ``p = n`` with ``skew``, the orthogonal group)."""
+    k = p * (p - 1) // 2 if skew else 0
+    lower = z[..., k:].reshape(*z.shape[:-1], n - p, p)
+    b = (torch.cat([z.new_zeros(*z.shape[:-1], p, p), lower], dim=-2)
+         if n > p or not skew else None)
+    if not skew:
+        return None, b
+    rows, cols = torch.triu_indices(p, p, offset=1, device=z.device)
+    upper = z.new_zeros(*z.shape[:-1], p, p)
+    upper[..., rows, cols] = z[..., :k]
+    return upper - upper.mT, b
+
+
+class _CayleyColumns(torch.autograd.Function):
+    """The first ``p`` columns ``Y`` of ``Cayley([[S, −Bᵀ], [B, 0]])`` from ``z``
+    (:meth:`Stiefel.parametrize`), keeping only ``z`` for the backward.
+
+    Forward: :func:`~mhckit.functional.cayley_frame.cayley_frame` at ``x = [I_p; 0]`` (where
+    ``xᵀb = 0``, so ``Y = 2 [I; B] N − x`` with ``N = M⁻¹``, ``M = I − S + BᵀB``), then
+    :func:`~mhckit.functional.polar_refine`, which moves ``Y`` by rounding only and whose
+    derivative along the frame's tangent directions is the identity, so, as in
+    :func:`~mhckit.functional.cayley`, it is not differentiated. Backward, with
+    ``G = [G_t; G_b] = ∂L/∂Y`` and ``R = Nᵀ (G_t + BᵀG_b) Nᵀ`` (float64, one ``p x p``
+    solve for ``Nᵀ``): ``∂L/∂S = 2R``, ``∂L/∂B = 2 G_b Nᵀ − 2B (R + Rᵀ)``. Where autograd
+    kept the float64 frame, its solve (LU, pivots, solution) and the refinement's products,
+    this keeps ``z``; the backward is differentiable again (it recomputes from ``z``).
+    """
+
+    @staticmethod
+    def forward(ctx, z, n, p, skew):
+        omega, b = _generator(z, n, p, skew)
+        x = torch.eye(n, p, dtype=z.dtype, device=z.device)
+        ctx.sizes = (n, p, skew)
+        ctx.save_for_backward(z)
+        return polar_refine(cayley_frame(x, omega, b))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        n, p, skew = ctx.sizes
+        omega, b = _generator(z.double(), n, p, skew)
+        lower = b[..., p:, :]
+        eye = torch.eye(p, dtype=torch.float64, device=z.device)
+        m = eye + lower.mT @ lower if omega is None else eye - omega + lower.mT @ lower
+        transposed_inverse = torch.linalg.solve(m.mT, eye.expand_as(m))
+        grad = grad.double()
+        top, bottom = grad[..., :p, :], grad[..., p:, :]
+        r = transposed_inverse @ (top + lower.mT @ bottom) @ transposed_inverse
+        grad_z = 2.0 * (bottom @ transposed_inverse - lower @ (r + r.mT)).flatten(-2)
+        if skew:
+            rows, cols = torch.triu_indices(p, p, offset=1, device=z.device)
+            grad_z = torch.cat([2.0 * (r[..., rows, cols] - r[..., cols, rows]), grad_z], -1)
+        return grad_z.to(z.dtype), None, None, None
+
+
 class Stiefel(Manifold):
     r"""``St(n, p) = {X ∈ R^{n×p} : XᵀX = I_p}``, ``1 ≤ p ≤ n``; ``St(n, n) = O(n)``.
 
@@ -82,11 +141,13 @@ class Stiefel(Manifold):
 
         ``X = [first p columns of Cayley(A)]``,  ``A = [[S, −Bᵀ], [B, 0]]``  (``n × n`` skew)
 
-    computed without forming ``A`` (one ``p × p`` inverse). For ``p = n`` this is
+    computed without forming ``A`` (one ``p × p`` inverse), with a closed-form backward
+    that keeps only ``z`` (``_CayleyColumns``). For ``p = n`` this is
     ``Cayley(S)`` of a full skew matrix, ``n(n−1)/2`` numbers, computed by
     :func:`~mhckit.functional.cayley` (closed form for ``n ≤ 3``, else unrolled
-    Gauss–Jordan). ``identity_param() = 0`` gives ``X = [I_p; 0]`` (the identity for
-    ``p = n``) with ``dX = 2 dA [I_p; 0] ≠ 0``: the gradient does not vanish there.
+    Gauss–Jordan; its backward keeps only ``X``). ``identity_param() = 0`` gives
+    ``X = [I_p; 0]`` (the identity for ``p = n``) with ``dX = 2 dA [I_p; 0] ≠ 0``: the
+    gradient does not vanish there.
     ``"iterative-cayley"`` replaces the inverse by the fixed-point iteration;
     ``backward="implicit"`` (default) differentiates its fixed point exactly, ``"unrolled"``
     runs autograd through the iterations.
@@ -102,6 +163,8 @@ class Stiefel(Manifold):
     """
 
     name = "Stiefel"
+    #: whether ``z`` starts with the ``p(p−1)/2`` entries of the skew ``S`` (``Grassmann``: no)
+    skew_generator = True
 
     def __init__(self, n: int, p: int, *, metric: str = "euclidean",
                  retraction: str = "cayley", parametrization: str = "cayley",
@@ -311,26 +374,19 @@ class Stiefel(Manifold):
 
     def _generator(self, z: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """``(Ω, b) = (S, [0; B])`` from ``z`` of shape ``(..., param_shape)``."""
-        n, p = self._rows, self.p
-        k = p * (p - 1) // 2
-        rows, cols = torch.triu_indices(p, p, offset=1, device=z.device)
-        upper = z.new_zeros(*z.shape[:-1], p, p)
-        upper[..., rows, cols] = z[..., :k]
-        lower = z[..., k:].reshape(*z.shape[:-1], n - p, p)
-        b = torch.cat([z.new_zeros(*z.shape[:-1], p, p), lower], dim=-2) if n > p else None
-        return upper - upper.mT, b
+        return _generator(z, self._rows, self.p, self.skew_generator)
 
     def _frame(self, z: torch.Tensor) -> torch.Tensor:
         """The parametrized frame in ``z``'s (working) dtype."""
-        omega, b = self._generator(z)
-        x = torch.eye(self._rows, self.p, dtype=z.dtype, device=z.device)
-        x = x.expand(*z.shape[:-1], self._rows, self.p)
         if self.parametrization == "iterative-cayley":
+            omega, b = self._generator(z)
+            x = torch.eye(self._rows, self.p, dtype=z.dtype, device=z.device)
+            x = x.expand(*z.shape[:-1], self._rows, self.p)
             return iterative_cayley_frame(x, omega, b, iterations=self.iterations,
                                           backward=self.backward)
-        if b is None:  # p = n: the frame is Cayley(S) itself, no float64 frame arithmetic
-            return cayley(omega, refine=True)
-        return polar_refine(cayley_frame(x, omega, b))
+        if self.p == self._rows and self.skew_generator:  # Cayley(S) itself: no float64 frame
+            return cayley(self._generator(z)[0], refine=True)
+        return _CayleyColumns.apply(z, self._rows, self.p, self.skew_generator)
 
     # -- the mixer ----------------------------------------------------------------------------
     def as_matrix(self, x: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from mhckit.models.config import config_to_dict, dataclass_from_dict
-from mhckit.models.gpt import GPT, GPTConfig
+from mhckit.models.gpt import EXECUTION_FIELDS, GPT, GPTConfig
 from mhckit.models.integrity import digest_mismatch, first_nonfinite, state_digests, to_cpu
 from mhckit.models.tokenization import Tokenizer, tokenizer_from_dict
 
@@ -181,9 +181,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 def check_model_config(path: str | os.PathLike, stored: GPTConfig, given: GPTConfig) -> None:
     """Raise :class:`CheckpointError` listing the fields where ``given`` differs from the
-    checkpoint's model configuration."""
+    checkpoint's model configuration (:data:`~mhckit.models.gpt.EXECUTION_FIELDS` such as
+    ``recompute`` may differ)."""
     a, b = config_to_dict(stored), config_to_dict(given)
-    diff = [f"{k}: checkpoint {a[k]!r}, given {b[k]!r}" for k in a if a[k] != b[k]]
+    diff = [f"{k}: checkpoint {a[k]!r}, given {b[k]!r}" for k in a
+            if a[k] != b[k] and k not in EXECUTION_FIELDS]
     if diff:
         raise CheckpointError(path, "model configuration does not match: " + "; ".join(diff))
 

@@ -15,8 +15,9 @@ from mhckit.models.checkpoint import CHECKPOINT_NAME
 from mhckit.models.config import TrainConfig
 from mhckit.models.data import BatchSampler, TextData
 from mhckit.models.gpt import GPT, GPTConfig
+from mhckit.models.nonfinite import NonFiniteError
 from mhckit.models.plotting import plot_loss_curves
-from mhckit.models.training import TrainResult, train
+from mhckit.models.training import METRICS_NAME, TrainResult, read_metrics, train
 from mhckit.nn import HyperConnection, diagnostics, get_preset
 
 __all__ = ["MixerResult", "compare_mixers", "options_for", "format_table", "COMPARISON_PLOT"]
@@ -31,7 +32,9 @@ class MixerResult:
     ``step_time`` is the median seconds per training iteration; ``composite_gain`` the
     forward Amax gain of ``Π H_res`` over all sublayers and ``constraint_error`` the largest
     violation of any mixer's set, both on one validation sequence
-    (:func:`mhckit.nn.diagnostics`); ``1.0`` and ``0.0`` for ``residual``.
+    (:func:`mhckit.nn.diagnostics`); ``1.0`` and ``0.0`` for ``residual``. A mixer whose
+    training went non-finite has ``diverged`` (the :class:`NonFiniteError` message), ``run``
+    ``None``, NaN in the measured columns, and its ``metrics`` up to the last good step.
     """
 
     mixer: str
@@ -40,7 +43,9 @@ class MixerResult:
     step_time: float
     composite_gain: float
     constraint_error: float
-    run: TrainResult
+    run: TrainResult | None
+    diverged: str | None = None
+    metrics: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _diagnose(model: GPT, train_config: TrainConfig) -> tuple[float, float]:
@@ -84,7 +89,9 @@ def compare_mixers(mixers: Sequence[str], model_config: GPTConfig, train_config:
     interrupted comparison finishes what it had not done (a mixer interrupted before its
     first checkpoint starts again). With ``overwrite``, runs already in ``out_dir`` are
     replaced; without either, a mixer directory holding a run is refused
-    (:class:`~mhckit.models.run_directory.RunDirectoryError`)."""
+    (:class:`~mhckit.models.run_directory.RunDirectoryError`). A mixer that diverges
+    (:class:`~mhckit.models.nonfinite.NonFiniteError`, its last good checkpoint kept) is
+    reported in its row and the comparison goes on with the next one."""
     out_dir = Path(out_dir)
     results = []
     for mixer in mixers:
@@ -92,14 +99,20 @@ def compare_mixers(mixers: Sequence[str], model_config: GPTConfig, train_config:
         config = dataclasses.replace(model_config, mixer=mixer,
                                      mixer_options=options_for(mixer, model_config.mixer_options))
         resumable = resume and checkpoint.is_file()
-        run = train(config, train_config, out_dir / mixer, progress=progress,
-                    resume=checkpoint if resumable else None,
-                    overwrite=overwrite or (resume and not resumable))
+        try:
+            run = train(config, train_config, out_dir / mixer, progress=progress,
+                        resume=checkpoint if resumable else None,
+                        overwrite=overwrite or (resume and not resumable))
+        except NonFiniteError as err:
+            results.append(MixerResult(
+                mixer, math.nan, GPT(config).num_parameters(), math.nan, math.nan, math.nan,
+                None, diverged=str(err), metrics=read_metrics(out_dir / mixer / METRICS_NAME)))
+            continue
         gain, error = _diagnose(run.model, train_config)
         results.append(MixerResult(mixer, run.val_loss, run.model.num_parameters(),
-                                   _step_time(run), gain, error, run))
+                                   _step_time(run), gain, error, run, metrics=run.metrics))
     title = TextData.load(train_config.dataset).title
-    plot_loss_curves({r.mixer: r.run.metrics for r in results}, out_dir / COMPARISON_PLOT,
+    plot_loss_curves({r.mixer: r.metrics for r in results}, out_dir / COMPARISON_PLOT,
                      title=f"{title}, {train_config.max_iters} iterations per mixer")
     return results
 
@@ -110,6 +123,10 @@ def format_table(results: Sequence[MixerResult]) -> str:
     lines = [f"{'mixer':<16} {'val loss':>8} {'params':>9} {'step ms':>8} {'x residual':>10} "
              f"{'gain':>8} {'constraint':>10}"]
     for r in results:
+        if r.diverged is not None:
+            where = r.diverged.split(";")[0]  # "iteration N: non-finite loss nan ..."
+            lines.append(f"{r.mixer:<16} {'diverged':>8} {r.parameters:>9,}  at {where}")
+            continue
         ratio = r.step_time / base if base == base else math.nan
         lines.append(f"{r.mixer:<16} {r.val_loss:>8.4f} {r.parameters:>9,} "
                      f"{1000 * r.step_time:>8.1f} {ratio:>10.2f} {r.composite_gain:>8.3f} "

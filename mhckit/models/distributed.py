@@ -4,20 +4,26 @@
 in one process. The backend is NCCL when CUDA is present (one GPU per local rank), gloo on
 CPU. Rank 0 logs and writes checkpoints. ``TrainConfig.parallel`` chooses how the ranks
 share the model (:data:`PARALLEL_MODES`): ``ddp`` replicates it and all-reduces gradients,
-``fsdp`` shards it (:mod:`mhckit.models.fsdp`).
+``fsdp`` shards it (:mod:`mhckit.models.fsdp`). What rank 0 alone does (the checkpoint
+write) runs through :meth:`Distributed.on_main`, so its failure ends every rank.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Distributed", "resolve_device", "check_device_name", "DEVICE_TYPES",
-           "PARALLEL_MODES"]
+__all__ = ["Distributed", "MainRankError", "resolve_device", "check_device_name",
+           "DEVICE_TYPES", "PARALLEL_MODES"]
+
+
+class MainRankError(RuntimeError):
+    """Raised on every other rank when what rank 0 did alone failed (its message)."""
 
 
 #: Device names a run accepts: ``auto``, ``cpu``, ``cuda``, ``cuda:<index>``, ``mps``.
@@ -115,6 +121,25 @@ class Distributed:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, obj)
         return out
+
+    def on_main(self, action: Callable[[], Any]) -> None:
+        """Run ``action`` on rank 0 only, and let every rank know how it ended (one
+        broadcast): if it raised, rank 0 raises the error and the other ranks a
+        :class:`MainRankError` with its message, instead of waiting for rank 0 in their next
+        collective until the process group times out."""
+        error = None
+        if self.is_main:
+            try:
+                action()
+            except Exception as err:  # every rank must learn of any failure, then it re-raises
+                error = err
+        if self.enabled:
+            outcome = [None if error is None else f"{type(error).__name__}: {error}"]
+            dist.broadcast_object_list(outcome, src=0)
+            if not self.is_main and outcome[0] is not None:
+                raise MainRankError(f"rank 0 failed: {outcome[0]}")
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():

@@ -31,7 +31,12 @@ from mhckit.manifolds.base import Manifold
 from mhckit.nn import HyperConnection, expand_streams, get_preset, reduce_streams
 from mhckit.nn.hyper_connection import INITS
 
-__all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block"]
+__all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block", "EXECUTION_FIELDS"]
+
+#: :class:`GPTConfig` fields that choose how the model is computed, not what it computes (the
+#: parameters, the outputs and the gradients are the same either way): a run may change them
+#: on resume, and they are not part of its identity.
+EXECUTION_FIELDS = frozenset({"recompute"})
 
 
 @dataclass

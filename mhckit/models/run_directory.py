@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mhckit.models.gpt import GPTConfig
+from mhckit.models.gpt import EXECUTION_FIELDS, GPTConfig
 
 __all__ = ["LOCK_NAME", "RunDirectoryError", "RunLock", "claim_run_directory",
            "data_fingerprint", "run_identity", "identity_differences"]
@@ -172,13 +172,14 @@ def identity_differences(a: dict[str, Any], b: dict[str, Any], names: tuple[str,
                          ) -> list[str]:
     """``"model.mixer: checkpoint 'mhc', directory 'residual'"`` for every field where the
     identities ``a`` and ``b`` (named by ``names``) differ. A model field one of them lacks
-    (written before the field existed) counts as its default."""
+    (written before the field existed) counts as its default; the
+    :data:`~mhckit.models.gpt.EXECUTION_FIELDS` (``recompute``) are not compared."""
     defaults = {f.name: f.default if f.default_factory is dataclasses.MISSING
                 else f.default_factory() for f in dataclasses.fields(GPTConfig)}
 
     def flat(identity: dict[str, Any]) -> dict[str, Any]:
         model = {**defaults, **identity.get("model", {})}
-        out = {f"model.{k}": v for k, v in model.items()}
+        out = {f"model.{k}": v for k, v in model.items() if k not in EXECUTION_FIELDS}
         out.update({k: v for k, v in identity.items() if k != "model"})
         return out
 

@@ -29,6 +29,7 @@ their own generators, never from the training ones.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import random
@@ -390,12 +391,11 @@ def _train(mc: GPTConfig, tc: TrainConfig, out_dir: Path, resume: str | Path | N
                 rng = env.gather(rng_state())
                 weights, moments = sharded.full_state(optimizer) if sharded else (model,
                                                                                    optimizer)
-                if env.is_main:
-                    save_checkpoint(out_dir / CHECKPOINT_NAME, step=it + 1, model=weights,
-                                    optimizer=moments, sampler=sampler, rng=rng,
-                                    model_config=mc, train_config=tc,
-                                    tokenizer=data.tokenizer.to_dict(), identity=identity,
-                                    nonfinite=guard.state_dict())
+                env.on_main(functools.partial(
+                    save_checkpoint, out_dir / CHECKPOINT_NAME, step=it + 1, model=weights,
+                    optimizer=moments, sampler=sampler, rng=rng, model_config=mc, train_config=tc,
+                    tokenizer=data.tokenizer.to_dict(), identity=identity,
+                    nonfinite=guard.state_dict()))
         bar.close()
         final = evaluate(tc.max_iters)
     finally:

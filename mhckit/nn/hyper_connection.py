@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mhckit.functional.rms_norm_linear import rms_norm_linear
-from mhckit.functional.stream_mix import stream_mix
+from mhckit.functional.stream_mix import stream_mix, stream_write
 from mhckit.functional.stream_recompute import Stage, recompute_streams
 from mhckit.functional.validation import check_bool, check_float, check_tensor
 from mhckit.functional.value_checks import value_checks
@@ -35,7 +35,8 @@ class HyperConnection(nn.Module):
 
     with ``H_pre, H_post ∈ R^n`` and ``H_res`` a point of ``mixer``'s manifold acting on the
     stream axis (the ``n x n`` matrix ``manifold.as_matrix(point)``; the read ``H_pre · x``
-    and the mix are one batched matmul by ``[H_pre; H_res]``). ``F`` is
+    and the mix are :func:`~mhckit.functional.stream_mix`, the write
+    :func:`~mhckit.functional.stream_mix.stream_write`, each with a lean custom backward). ``F`` is
     ``branch``, a module ``(..., C) -> (..., C)`` (e.g. LayerNorm + attention, so the block is
     pre-norm); with ``branch=None`` ``F`` is the identity.
 
@@ -216,15 +217,14 @@ class HyperConnection(nn.Module):
         a_pre, a_post = self.pre_bias, self.post_bias
         a_res = None if self.riemannian else self.res_bias.flatten()
         if self.dynamic:
-            weight = self.projection.weight
-            if self.norm_weight is not None:  # W·(g ⊙ x̂) = (W diag g)·x̂
-                weight = weight * self.norm_weight
+            weight, scale = self.projection.weight, self.norm_weight  # W·(g ⊙ x̂)
             if self.per_stream:  # HC: each stream normalised alone, rows [A_m, B, A_r]
-                out = rms_norm_linear(x, weight, eps=1e-6)  # (..., n, 2 + n)
+                out = rms_norm_linear(x, weight, eps=1e-6, scale=scale)  # (..., n, 2 + n)
                 parts = [out[..., 0], out[..., 1], out[..., 2:].mT.flatten(-2)]
             else:
-                flat = x.flatten(-2)  # vec(x): (..., n·C)
-                parts = rms_norm_linear(flat, weight, eps=1e-6).split(
+                # vec(x) (..., n·C), flattened inside: streams expanded from one tensor
+                # would flatten into a copy, which the backward would keep
+                parts = rms_norm_linear(x, weight, eps=1e-6, scale=scale, dims=2).split(
                     (n, n, self.res_size), dim=-1)
             if self.preset.dynamic_activation == "tanh":
                 # tanh after the split: tanh -> split gives a wrong input gradient under
@@ -239,7 +239,12 @@ class HyperConnection(nn.Module):
         if a_res is None:
             point = self.res
         else:
-            point = self.manifold.parametrize(a_res.unflatten(-1, self.manifold.param_shape))
+            # the constraint map in the logits' precision (float32 under a bf16 autocast, as
+            # mHC computes it): autocast would run its small matmuls in bf16, and a custom
+            # backward then meets float32 cotangents (go-mhc, shc failed so)
+            with torch.autocast(a_res.device.type, enabled=False):
+                point = self.manifold.parametrize(
+                    a_res.unflatten(-1, self.manifold.param_shape))
         return h_pre, h_post, point
 
     def _res_dynamic(self, part: torch.Tensor) -> torch.Tensor:
@@ -302,11 +307,12 @@ class HyperConnection(nn.Module):
 
     def write(self, state: tuple[torch.Tensor, torch.Tensor | None], out: torch.Tensor
               ) -> torch.Tensor:
-        """``x_next = H_res·x + H_postᵀ·F`` from :meth:`read`'s state and ``F`` ``(..., C)``."""
+        """``x_next = H_res·x + H_postᵀ·F`` from :meth:`read`'s state and ``F`` ``(..., C)``
+        (:func:`~mhckit.functional.stream_mix.stream_write`: it saves ``H_post`` and ``F``)."""
         mixed, h_post = state
         if h_post is None:
             return mixed + out.unsqueeze(-2)
-        return torch.addcmul(mixed, h_post.unsqueeze(-1), out.unsqueeze(-2))
+        return stream_write(mixed, h_post, out)
 
     def _branch(self, read, args, kwargs):
         return read if self.branch is None else self.branch(read, *args, **kwargs)
