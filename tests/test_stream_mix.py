@@ -27,13 +27,6 @@ def test_stream_mix_is_the_read_and_the_mix(case):
     torch.testing.assert_close(mixed, torch.einsum("...ij,...jc->...ic", h_res, x))
 
 
-@pytest.mark.parametrize("case", SHAPES)
-def test_stream_mix_gradcheck_and_gradgradcheck_in_float64(case):
-    args = inputs(SHAPES[case])
-    assert torch.autograd.gradcheck(stream_mix, args)
-    assert torch.autograd.gradgradcheck(stream_mix, args)
-
-
 def test_stream_mix_gradient_of_one_output_alone():
     x, h_pre, h_res = inputs(SHAPES["dynamic"])
     assert torch.autograd.gradcheck(lambda *a: stream_mix(*a)[0], (x, h_pre, h_res))
@@ -89,11 +82,14 @@ def test_stream_write_is_the_mix_plus_the_weighted_branch_output(case):
     torch.testing.assert_close(stream_write(mixed, h_post, out), expected)
 
 
-@pytest.mark.parametrize("case", WRITE_SHAPES)
-def test_stream_write_gradcheck_and_gradgradcheck_in_float64(case):
-    args = inputs(WRITE_SHAPES[case])
-    assert torch.autograd.gradcheck(stream_write, args)
-    assert torch.autograd.gradgradcheck(stream_write, args)
+@pytest.mark.parametrize("function, shapes", [
+    *[(stream_mix, SHAPES[case]) for case in SHAPES],
+    *[(stream_write, WRITE_SHAPES[case]) for case in WRITE_SHAPES],
+], ids=[*[f"mix-{c}" for c in SHAPES], *[f"write-{c}" for c in WRITE_SHAPES]])
+def test_gradcheck_and_gradgradcheck_in_float64(function, shapes):
+    args = inputs(shapes)
+    assert torch.autograd.gradcheck(function, args)
+    assert torch.autograd.gradgradcheck(function, args)
 
 
 def test_stream_write_saves_only_the_write_weights_and_the_branch_output():
