@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["rms_norm_linear"]
@@ -36,7 +38,7 @@ class _RMSNormLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(x, weight, scale, eps, dims):
-        flat = x.flatten(-dims) if dims > 1 else x
+        flat = x.flatten(-dims)
         inverse = torch.rsqrt(torch.linalg.vector_norm(flat, dim=-1, keepdim=True).square()
                               / flat.shape[-1] + eps)
         raw = flat @ (weight if scale is None else weight * scale).mT
@@ -54,7 +56,7 @@ class _RMSNormLinear(torch.autograd.Function):
     def backward(ctx, grad, grad_raw, grad_inverse):
         x, weight, scale, out, inverse = ctx.saved_tensors
         scaled = weight if scale is None else weight * scale
-        flat = x.flatten(-ctx.dims) if ctx.dims > 1 else x
+        flat = x.flatten(-ctx.dims)
         total_raw = grad_raw if grad is None else grad * inverse
         if grad is not None and grad_raw is not None:
             total_raw = total_raw + grad_raw
@@ -68,7 +70,7 @@ class _RMSNormLinear(torch.autograd.Function):
             if total_inverse is not None:
                 grad_x = torch.addcmul(grad_x, flat,
                                        total_inverse * inverse.pow(3) / -flat.shape[-1])
-            grad_x = grad_x.view(x.shape) if ctx.dims > 1 else grad_x
+            grad_x = grad_x.view(x.shape)
         if (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) and total_raw is not None:
             grad_scaled = (total_raw.reshape(-1, total_raw.shape[-1]).mT
                            @ flat.reshape(-1, flat.shape[-1]))  # ∂ℓ/∂W̃
@@ -100,9 +102,7 @@ def rms_norm_linear(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *,
     if isinstance(dims, bool) or not isinstance(dims, int) or not 1 <= dims <= max(x.dim(), 1):
         raise ValueError(f"dims must be an int in [1, x.dim()], got {dims!r} for x of shape "
                          f"{tuple(x.shape)}")
-    d = 1
-    for size in x.shape[x.dim() - dims:]:
-        d *= size
+    d = math.prod(x.shape[x.dim() - dims:])
     if weight.dim() != 2 or x.dim() < 1 or d != weight.shape[-1]:
         raise ValueError(f"weight must have shape (k, d) with d = the product of the last "
                          f"{dims} axes of x, got x of shape {tuple(x.shape)} and weight of "

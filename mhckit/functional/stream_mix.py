@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from mhckit.functional.autocast import autocast_off
+
 __all__ = ["stream_mix", "stream_write"]
 
 
@@ -53,9 +55,8 @@ class _StreamMix(torch.autograd.Function):
     def backward(ctx, grad_read, grad_mixed):
         x, h_pre, h_res = ctx.saved_tensors
         grad_x = grad_pre = grad_res = None
-        if grad_read is not None and grad_mixed is not None and ctx.needs_input_grad[1] and \
-                ctx.needs_input_grad[2]:
-            x = x.contiguous()  # once for the two products with x (stride 0: expanded)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            x = x.contiguous()  # once for the products with x (stride 0: expanded)
         if ctx.needs_input_grad[0]:
             pre = h_pre.to(x.dtype).unsqueeze(-1)
             if grad_mixed is not None:
@@ -138,10 +139,8 @@ def stream_mix(x: torch.Tensor, h_pre: torch.Tensor, h_res: torch.Tensor
     stream update stays in the stream's precision.
     """
     _check_coefficients(x, h_pre, h_res)
-    if torch.is_autocast_enabled(x.device.type):
-        with torch.autocast(x.device.type, enabled=False):
-            return _StreamMix.apply(x, h_pre, h_res)
-    return _StreamMix.apply(x, h_pre, h_res)
+    with autocast_off(x.device.type):
+        return _StreamMix.apply(x, h_pre, h_res)
 
 
 def stream_write(mixed: torch.Tensor, h_post: torch.Tensor, out: torch.Tensor

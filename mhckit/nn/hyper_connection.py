@@ -9,6 +9,7 @@ import geoopt
 import torch
 from torch import nn
 
+from mhckit.functional.autocast import autocast_off
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.stream_mix import stream_mix, stream_write
 from mhckit.functional.stream_recompute import Stage, recompute_streams
@@ -242,7 +243,7 @@ class HyperConnection(nn.Module):
             # the constraint map in the logits' precision (float32 under a bf16 autocast, as
             # mHC computes it): autocast would run its small matmuls in bf16, and a custom
             # backward then meets float32 cotangents (go-mhc, shc failed so)
-            with torch.autocast(a_res.device.type, enabled=False):
+            with autocast_off(a_res.device.type):
                 point = self.manifold.parametrize(
                     a_res.unflatten(-1, self.manifold.param_shape))
         return h_pre, h_post, point
