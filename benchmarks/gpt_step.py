@@ -17,8 +17,9 @@ operations, which the compiler fuses.
 
 ``--widths 128,256,512`` repeats the table at each ``n_embd`` (one table per width, each
 timed in its own interleaved rounds). ``--recompute`` adds every mixer with
-``GPTConfig(recompute=True)`` to the same rounds; its column "recompute overhead" is the
-median step with recompute over the median step without.
+``GPTConfig(recompute=True)`` (``<mixer> recompute``) and with ``recompute_maps=True`` as
+well (``<mixer> recompute maps``) to the same rounds; their column "recompute overhead" is
+the median step with recompute over the median step without.
 
 The forward runs under ``value_checks(False)``, as in ``mhckit train`` (the checks that read
 values back to the host are for a user's own calls, not the training loop). ``--clock thread``
@@ -105,9 +106,10 @@ def benchmark(args: argparse.Namespace, width: int) -> None:
     mixers = ["residual", *[m for m in args.mixers.split(",") if m != "residual"]]
     models = {m: GPT(GPTConfig(**{**config.__dict__, "mixer": m})) for m in mixers}
     if args.recompute:
-        models.update({f"{m} recompute": GPT(GPTConfig(**{**config.__dict__, "mixer": m,
-                                                          "recompute": True}))
-                       for m in mixers if m != "residual"})
+        for suffix, maps in ((" recompute", False), (" recompute maps", True)):
+            models.update({m + suffix: GPT(GPTConfig(**{
+                **config.__dict__, "mixer": m, "recompute": True, "recompute_maps": maps}))
+                for m in mixers if m != "residual"})
     models.update(lucidrains_models(config))
     x = torch.randint(config.vocab_size, (args.batch_size, config.block_size))
     y = torch.randint(config.vocab_size, (args.batch_size, config.block_size))
@@ -152,8 +154,8 @@ def benchmark(args: argparse.Namespace, width: int) -> None:
         row = (f"| {name} | {models[name].num_parameters():,} | {1000 * median:.1f} | "
                f"{median / base:.2f} |")
         if args.recompute:
-            stored = medians.get(name.removesuffix(" recompute"))
-            row += f" {median / stored:.2f} |" if name.endswith(" recompute") else " |"
+            stored = medians.get(name.partition(" recompute")[0])
+            row += f" {median / stored:.2f} |" if " recompute" in name else " |"
         print(row, flush=True)
 
 

@@ -4,7 +4,8 @@ to ``residual`` at the same width.
 nanoGPT's CPU configuration (n_layer 4, n_head 4, block 64, batch 12, dropout 0) with
 ``n_streams`` streams (default 4), at each width of ``--widths``. For each model and
 recompute setting (``False``; ``True`` = groups of ``optimal_group_size(n, 2·n_layer)``
-sublayers; any extra group lengths of ``--groups``), one training step on a fixed batch:
+sublayers; ``True maps``: the same with ``recompute_maps=True``; any extra group lengths of
+``--groups``), one training step on a fixed batch:
 
 * **after forward**: bytes of tensor storage allocated by the forward pass and still alive
   when it returns, holding only the loss (what the backward will use), counted by
@@ -71,12 +72,16 @@ def main() -> None:
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     mixers = [m for m in args.mixers.split(",") if m != "residual"]
-    settings: list[bool | int] = [False, True, *(int(g) for g in args.groups.split(",") if g)]
+    # (recompute, recompute_maps): streams rebuilt; then the coefficient maps rerun too
+    settings: list[tuple[bool | int, bool]] = [
+        (False, False), (True, False), (True, True),
+        *((int(g), False) for g in args.groups.split(",") if g)]
     default = GPTConfig(n_layer=4, mixer="mhc", n_streams=args.n_streams, recompute=True)
     print(f"GPT activation memory, n_layer 4, n_head 4, block 64, batch {args.batch_size}, "
           f"n_streams {args.n_streams}, {args.device} {args.dtype}; torch {torch.__version__}; "
           f"recompute True = L_r {default.recompute_group}")
-    header = " | ".join(f"recompute {s} after fwd | peak" for s in settings)
+    header = " | ".join(f"recompute {r}{' maps' if maps else ''} after fwd | peak"
+                        for r, maps in settings)
     for width in (int(w) for w in args.widths.split(",")):
         base = GPTConfig(n_layer=4, n_head=4, n_embd=width, block_size=64, dropout=0.0,
                          n_streams=args.n_streams)
@@ -87,8 +92,9 @@ def main() -> None:
         print("|---|" + "---:|---:|" * len(settings))
         for mixer in mixers:
             cells = []
-            for setting in settings:
-                config = GPTConfig(**{**base.__dict__, "mixer": mixer, "recompute": setting})
+            for recompute, maps in settings:
+                config = GPTConfig(**{**base.__dict__, "mixer": mixer, "recompute": recompute,
+                                      "recompute_maps": maps})
                 after, peak = measure(config, args.batch_size, args.device, dtype)
                 cells.append(f"{after / res_after:.2f} | {peak / res_peak:.2f}")
             print(f"| {mixer} | " + " | ".join(cells) + " |", flush=True)

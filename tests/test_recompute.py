@@ -11,7 +11,8 @@ import pytest
 import torch
 from training_scripts import KILL_ON_SECOND_SAVE, PLAIN
 
-from mhckit.functional import optimal_group_size, recompute_streams
+from mhckit.functional import optimal_group_size, recompute_streams, stream_mix, stream_write
+from mhckit.functional.stream_mix import stream_write_
 from mhckit.models import GPT, GPTConfig, load_checkpoint, read_metrics
 from mhckit.models.memory import live_activation_bytes
 from mhckit.nn import HyperConnection
@@ -19,9 +20,10 @@ from mhckit.nn import HyperConnection
 SMALL = dict(n_layer=3, n_head=2, n_embd=16, block_size=8)  # 6 sublayers
 
 
-def gpt_gradients(mixer, recompute, dtype=torch.float64, **options):
+def gpt_gradients(mixer, recompute, dtype=torch.float64, recompute_maps=False, **options):
     torch.manual_seed(0)
-    model = GPT(GPTConfig(**SMALL, mixer=mixer, recompute=recompute, mixer_options=options))
+    model = GPT(GPTConfig(**SMALL, mixer=mixer, recompute=recompute,
+                          recompute_maps=recompute_maps, mixer_options=options))
     model.to(dtype)
     g = torch.Generator().manual_seed(1)
     idx, targets = (torch.randint(65, (2, 8), generator=g) for _ in range(2))
@@ -33,9 +35,10 @@ def gpt_gradients(mixer, recompute, dtype=torch.float64, **options):
 @pytest.mark.parametrize("mixer, options", [("mhc", {}), ("hc", {}), ("kromhc", {}),
                                             ("go-mhc", {}), ("jpmhc", {"riemannian": True})])
 @pytest.mark.parametrize("recompute", [True, 1, 4, 6])  # 4 does not divide 6 sublayers
-def test_recompute_gradients_equal_the_stored_ones_bit_for_bit(mixer, options, recompute):
+@pytest.mark.parametrize("maps", [False, True], ids=["streams", "maps"])
+def test_recompute_gradients_equal_the_stored_ones_bit_for_bit(mixer, options, recompute, maps):
     loss, grads = gpt_gradients(mixer, False, **options)
-    loss_r, grads_r = gpt_gradients(mixer, recompute, **options)
+    loss_r, grads_r = gpt_gradients(mixer, recompute, recompute_maps=maps, **options)
     assert torch.equal(loss, loss_r)
     assert grads.keys() == grads_r.keys()
     for name, grad in grads.items():
@@ -62,22 +65,71 @@ def test_a_block_alone_recomputes_with_the_same_input_and_parameter_gradients():
     assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
 
-def test_gradient_reaches_a_branch_whose_backward_comes_before_any_write():
-    # the write of the last stage does not depend on the branch: the backward reaches the
-    # branch input through the next stage's read first; h comes from a fresh recompute
-    C = 6
-    lin = torch.nn.Linear(C, C).double()
-    x = torch.randn(4, C, dtype=torch.float64, requires_grad=True)
-    stage = (lambda x: (x.sin(), x), lambda h: lin(torch.layer_norm(h, (C,))),
-             lambda state, out: state * out.sum(-1, keepdim=True))
-    stages = [stage] * 3
-    want = torch.autograd.grad(recompute_streams(x, stages, 3).sum(), [x, *lin.parameters()])
+def generic_stages(C, n, count):
+    """Stages that are not HyperConnections: coefficients from a linear map of the streams
+    (softmax read, free H_res, tanh write), branches that save their input (LayerNorm), one
+    that does not (sin) and the identity."""
+    torch.manual_seed(3)
+    project = torch.nn.Linear(n * C, n * n + 2 * n).double()
+    branches = [torch.nn.Sequential(torch.nn.LayerNorm(C), torch.nn.Linear(C, C)).double(),
+                torch.sin, lambda h: h]
+
+    def coefficients(x):
+        z = project(x.flatten(-2))
+        pre, res, post = z.split((n, n * n, n), dim=-1)
+        return pre.softmax(-1), res.unflatten(-1, (n, n)), torch.tanh(post)
+
+    params = [*project.parameters(), *branches[0].parameters()]
+    return [(coefficients, branches[k % 3]) for k in range(count)], params
+
+
+@pytest.mark.parametrize("maps", [False, True])
+@pytest.mark.parametrize("group", [1, 2, 5])
+def test_generic_stages_give_the_plain_loops_gradients_bit_for_bit(maps, group):
+    C, n = 6, 3
+    stages, params = generic_stages(C, n, 5)
+    x = torch.randn(2, 4, n, C, dtype=torch.float64, requires_grad=True)
     plain = x
-    for read, branch, write in stages:
-        h, state = read(plain)
-        plain = write(state, branch(h))
-    got = torch.autograd.grad(plain.sum(), [x, *lin.parameters()])
-    assert all(torch.allclose(a, b, rtol=0, atol=1e-14) for a, b in zip(want, got, strict=True))
+    for coefficients, branch in stages:
+        h_pre, h_res, h_post = coefficients(plain)
+        h, mixed = stream_mix(plain, h_pre, h_res)
+        plain = stream_write(mixed, h_post, branch(h))
+    want = torch.autograd.grad(plain.square().sum(), [x, *params])
+    out = recompute_streams(x, stages, group, maps=maps)
+    got = torch.autograd.grad(out.square().sum(), [x, *params], retain_graph=True)
+    assert torch.equal(out, plain)
+    assert all(torch.equal(a, b) for a, b in zip(want, got, strict=True))
+    # a second backward through the retained graph rebuilds the streams again
+    again = torch.autograd.grad(out.square().sum(), [x, *params])
+    assert all(torch.equal(a, b) for a, b in zip(want, again, strict=True))
+
+
+def test_double_backward_through_a_rebuilt_stream_raises():
+    stages, _ = generic_stages(6, 3, 2)
+    x = torch.randn(4, 3, 6, dtype=torch.float64, requires_grad=True)
+    out = recompute_streams(x, stages, 2)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(out.square().sum(), x, create_graph=True)
+
+
+def test_without_grad_mode_it_is_the_plain_loop():
+    stages, _ = generic_stages(6, 3, 3)
+    x = torch.randn(4, 3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        out = recompute_streams(x, stages, 2)
+    plain = x
+    for coefficients, branch in stages:
+        h_pre, h_res, h_post = coefficients(plain)
+        h, mixed = stream_mix(plain, h_pre, h_res)
+        plain = stream_write(mixed, h_post, branch(h))
+    assert torch.equal(out, plain)
+
+
+def test_stream_write_in_place_gives_the_same_values():
+    mixed, post, out = torch.randn(5, 4, 7), torch.rand(5, 4), torch.randn(5, 7)
+    want = stream_write(mixed, post, out)
+    got = stream_write_(mixed, post, out)
+    assert got is mixed and torch.equal(got, want)
 
 
 def test_optimal_group_size_is_the_papers_square_root_rounded_up():
@@ -96,6 +148,15 @@ def test_bad_recompute_raises_naming_it(value):
         HyperConnection(8, 4, "mhc", recompute=value)
 
 
+def test_recompute_maps_needs_recompute_and_a_bool():
+    for make in (lambda **k: GPTConfig(mixer="mhc", **k),
+                 lambda **k: HyperConnection(8, 4, "mhc", **k)):
+        with pytest.raises(ValueError, match="recompute_maps=True needs recompute"):
+            make(recompute_maps=True)
+        with pytest.raises(TypeError, match="recompute_maps"):
+            make(recompute=True, recompute_maps=1)
+
+
 def test_live_activation_bytes_counts_what_autograd_keeps():
     x = torch.randn(1000, requires_grad=True)
     _, kept = live_activation_bytes(lambda: x.exp().sum(), keep=lambda r: r)
@@ -104,29 +165,36 @@ def test_live_activation_bytes_counts_what_autograd_keeps():
     assert freed == 4  # mul by a number keeps nothing; the temporary is freed
 
 
-def activation_bytes(mixer, recompute):
+def activation_bytes(mixer, recompute, maps=False):
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, mixer=mixer,
-                          recompute=recompute))
+                          recompute=recompute, recompute_maps=maps))
     idx = torch.randint(65, (4, 32))
     loss, kept = live_activation_bytes(lambda: model(idx, idx), keep=lambda r: r[1])
     loss.backward()
     return kept
 
 
-@pytest.mark.parametrize("mixer", ["mhc", "go-mhc"])
+@pytest.mark.parametrize("mixer", ["mhc", "go-mhc", "hc"])
 def test_recompute_keeps_the_residual_models_activations_plus_one_stream_per_group(mixer):
+    """Per group its input stream (the first: the embedding, expanded without a copy); per
+    sublayer ``F(h)`` replaces the branch input the residual model keeps; what the
+    coefficient side keeps does not depend on the grouping: the coefficient maps' saved
+    tensors, or with ``recompute_maps`` only the coefficients (``2n + n²`` per token)."""
     residual = activation_bytes("residual", False)
-    stream = 4 * 32 * 4 * 64 * 4  # one (B, T, n, C) float32 stream
-    for group in (1, 2, 4):
-        kept = activation_bytes(mixer, group)
-        extra = kept - residual
-        # per group its input stream (the first: the embedding, expanded without a copy);
-        # per sublayer F(h) replaces the branch input the residual model keeps; the O(n²)
-        # coefficients are not kept
-        groups = math.ceil(4 / group)
-        assert (groups - 1) * stream <= extra <= groups * stream * 1.1
-    assert activation_bytes(mixer, False) > residual + 4 * stream  # every sublayer's stream
+    tokens, sublayers, n, C = 4 * 32, 4, 4, 64
+    stream, embedding = tokens * n * C * 4, tokens * C * 4  # (B, T, n, C), (B, T, C) float32
+    coefficients = sublayers * tokens * (2 * n + n * n) * 4
+    for maps in (False, True):
+        rest = {group: activation_bytes(mixer, group, maps) - residual
+                - (math.ceil(sublayers / group) - 1) * stream for group in (1, 2, 4)}
+        assert len(set(rest.values())) == 1, rest  # the groups differ by streams only
+        if maps:
+            # and per sublayer a few constants (index tensors, go-mHC's 8 x 8 base)
+            assert 0 <= rest[1] - embedding - coefficients <= 512 * sublayers, rest
+        else:  # the maps keep more than their outputs, less than a stream per sublayer
+            assert embedding + coefficients < rest[1] < sublayers * stream, rest
+    assert activation_bytes(mixer, False) > residual + 3 * stream  # every sublayer's stream
 
 
 def run_training(args, code=PLAIN):
@@ -181,8 +249,8 @@ def test_two_process_ddp_with_recompute_follows_one_process_without(tmp_path):
 
 @pytest.mark.slow
 def test_recompute_under_torch_compile_gives_the_eager_gradients():
-    # each group is one graph break (the checkpoint's body mutates the group's tape), which
-    # dynamo runs eagerly: correct, and the same memory
+    # each group is one graph break (its saved-tensor hooks), which dynamo runs eagerly:
+    # correct, and the same memory
     def gradients(compile_):
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, mixer="mhc",

@@ -34,8 +34,10 @@ HELP = {
     "parallel": "under torchrun: ddp (replicated model) or fsdp (sharded, FSDP2); none: one "
                 "process only (docs/gpt.md)",
     "grad_clip": "gradient-norm clipping, 0 disables",
-    "recompute": "recompute the stream mixing in the backward pass, in groups of N sublayers "
-                 "(default N: mHC's optimum sqrt(nL/(n+2)))",
+    "recompute": "rebuild the streams in the backward pass instead of keeping them, in groups "
+                 "of N sublayers (default N: mHC's optimum sqrt(nL/(n+2)))",
+    "recompute_maps": "with --recompute: rerun the coefficient maps too (least memory, "
+                      "slower)",
     "sample_tokens": "tokens generated at each evaluation, 0 disables",
     "init": "default (a plain residual at step 0) or paper (the preset's reference code's "
             "initial H_pre, H_post, H_res; docs/fidelity.md)",

@@ -7,7 +7,7 @@ import torch
 
 from mhckit.functional.autocast import autocast_off
 
-__all__ = ["stream_mix", "stream_write"]
+__all__ = ["stream_mix", "stream_write", "stream_write_"]
 
 
 def _contract(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -74,6 +74,12 @@ class _StreamMix(torch.autograd.Function):
         return grad_x, grad_pre, grad_res
 
 
+def _write(mixed: torch.Tensor, h_post: torch.Tensor, out: torch.Tensor,
+           into: torch.Tensor | None = None) -> torch.Tensor:
+    """``m + H_post ⊗ F``, one fused multiply-add (into ``into`` when given)."""
+    return torch.addcmul(mixed, h_post.unsqueeze(-1), out.unsqueeze(-2), out=into)
+
+
 class _StreamWrite(torch.autograd.Function):
     """``y = m + H_post ⊗ F``: one fused multiply-add. Backward, for the cotangent ``g``
     ``(..., n, C)``::
@@ -89,7 +95,7 @@ class _StreamWrite(torch.autograd.Function):
 
     @staticmethod
     def forward(mixed, h_post, out):
-        return torch.addcmul(mixed, h_post.unsqueeze(-1), out.unsqueeze(-2))
+        return _write(mixed, h_post, out)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -150,3 +156,11 @@ def stream_write(mixed: torch.Tensor, h_post: torch.Tensor, out: torch.Tensor
     ``(..., C)``; a custom backward (:class:`_StreamWrite`) that saves
     ``H_post`` and ``F``."""
     return _StreamWrite.apply(mixed, h_post, out)
+
+
+def stream_write_(mixed: torch.Tensor, h_post: torch.Tensor, out: torch.Tensor
+                  ) -> torch.Tensor:
+    """:func:`stream_write` in place into ``mixed``, without autograd (an error on a tensor
+    that requires grad): the same values bit for bit, no new buffer. For rebuilding streams
+    (:func:`mhckit.functional.recompute_streams`)."""
+    return _write(mixed, h_post, out, into=mixed)

@@ -1,26 +1,30 @@
-"""Recompute of hyper-connected stream updates in groups of ``L_r`` sublayers (mHC, arXiv
-2512.24880, Sec. 4.3): only the stream entering a group, the branch outputs and the branches'
-own activations stay alive between the forward and the backward pass."""
+"""Recompute of hyper-connected streams in groups of ``L_r`` sublayers (mHC, arXiv 2512.24880,
+Sec. 4.3): only the stream entering a group stays alive between the forward and the backward
+pass; the streams inside it, and the branch inputs read from them, are rebuilt in the
+backward from that stream and the coefficients."""
 
 from __future__ import annotations
 
-import contextlib
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from mhckit.functional.stream_mix import stream_mix, stream_write, stream_write_
 from mhckit.functional.value_checks import value_checks
 
-__all__ = ["recompute_streams", "optimal_group_size", "Stage"]
+__all__ = ["recompute_streams", "optimal_group_size", "Stage", "Coefficients"]
 
-#: One sublayer as ``(read, branch, write)``: ``read(x) -> (h, state)`` (the branch input and
-#: what the write needs), ``branch(h) -> F(h)``, ``write(state, F(h)) -> x_next``.
-Stage = tuple[Callable[[torch.Tensor], tuple[torch.Tensor, Any]],
-              Callable[[torch.Tensor], torch.Tensor],
-              Callable[[Any, torch.Tensor], torch.Tensor]]
+#: ``(H_pre, H_res, H_post)`` of one sublayer: shapes ``(..., n)``, ``(..., n, n)``,
+#: ``(..., n)`` (per token, or static and broadcast).
+Coefficients = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+#: One sublayer as ``(coefficients, branch)``: ``coefficients(x) -> (H_pre, H_res, H_post)``
+#: for the streams ``x`` ``(..., n, C)``, ``branch(h) -> F(h)`` for the read ``h``
+#: ``(..., C)``; the sublayer is ``x_next = H_res·x + H_postᵀ·F(H_pre·x)``.
+Stage = tuple[Callable[[torch.Tensor], Coefficients], Callable[[torch.Tensor], torch.Tensor]]
 
 
 def optimal_group_size(n_streams: int, depth: int) -> int:
@@ -38,89 +42,154 @@ def optimal_group_size(n_streams: int, depth: int) -> int:
     return max(1, min(depth, math.ceil(math.sqrt(n_streams * depth / (n_streams + 2)))))
 
 
-def recompute_streams(x: torch.Tensor, stages: Sequence[Stage], group_size: int
-                      ) -> torch.Tensor:
-    """Run ``x`` through ``stages`` (each ``x <- write(state, branch(h))``, ``h, state =
-    read(x)``), recomputing the reads and writes of every ``group_size`` consecutive stages
-    in the backward pass from the stream saved at the group's start.
+def recompute_streams(x: torch.Tensor, stages: Sequence[Stage], group_size: int, *,
+                      maps: bool = False) -> torch.Tensor:
+    """Run the streams ``x`` ``(..., n, C)`` through ``stages``, each ``x <- H_res·x +
+    H_postᵀ·F(H_pre·x)`` (:func:`~mhckit.functional.stream_mix`, then
+    :func:`~mhckit.functional.stream_mix.stream_write`), keeping for the backward pass, of
+    the streams, only the one entering each group of ``group_size`` consecutive stages.
 
-    Per group, :func:`torch.utils.checkpoint.checkpoint` (non-reentrant) discards what the
-    reads and writes saved (coefficient maps, mixed streams, the streams inside the group)
-    and reruns them when the backward reaches the group. The branches are *not* rerun: in
-    the forward pass their saved tensors are kept as usual (a ``saved_tensors_hooks`` over
-    the branch call overrides the checkpoint's), their outputs ``F(h)`` are stored, and the
-    recomputation writes the stored outputs back into the rebuilt streams. The gradient of
-    ``F`` flows through the branch's own graph from the first pass. The branch input ``h``
-    (a read) is recomputed too, not kept. Memory kept per group: its input stream ``n·C``
-    per token, and per sublayer ``F(h)`` (``C``, in place of the ``h`` the branch would
-    keep) besides the branch's activations; extra work: one more run of the reads and
-    writes (value checks off: they repeat checked values).
+    The forward pass runs every stage once, under saved-tensor hooks
+    (:class:`torch.autograd.graph.saved_tensors_hooks`): whatever an operation saves for
+    its backward is kept as usual, except the streams ``x`` entering the stages of a group
+    and their reads ``h = H_pre·x`` (the branch input), which are replaced by a
+    placeholder. When the backward pass first asks for one of them, the group's streams
+    and reads are rebuilt from the group's input with the stored coefficients and branch
+    outputs, ``x_{k+1} = H_res,k·x_k + H_post,kᵀ·F_k`` (one batched matmul and one fused
+    multiply-add per stage, without grad), and each is dropped once its last saver has
+    used it. Nothing else is rerun: not the coefficient maps (Sinkhorn, Cayley solves; what
+    they keep is ``O(n²)`` per token, against the stream's ``n·C``), not the branches.
 
-    The recomputation repeats the forward's operations on the same values, so the
+    Kept per group: its input stream (``n·C`` per token; the first group's is the
+    caller's ``x``, e.g. an embedding expanded without a copy); per stage the
+    coefficients, what the coefficient maps save, and ``F(h)`` (``C``: the write keeps it,
+    while ``h``, which the branch would keep, is rebuilt). Extra work: the rebuild, about
+    one stream mix and one write per stage.
+
+    With ``maps=True`` the coefficient maps are not kept either (mHC's choice): each
+    stage's ``coefficients`` runs under :func:`torch.utils.checkpoint.checkpoint`
+    (non-reentrant), which discards what it saves and reruns it, on the rebuilt stream,
+    when the backward pass reaches it. What stays per stage is then the coefficients
+    themselves (``2n + n²`` per token) and ``F(h)``; the extra work is one more forward of
+    the coefficient maps (projection, Sinkhorn sweeps, Cayley solves) per stage.
+
+    The rebuild repeats the forward's stream operations on the same values, so the
     gradients are those without recompute bit for bit (deterministic kernels). Without
     grad mode it is a plain loop. ``group_size`` need not divide ``len(stages)`` (the last
-    group is shorter).
+    group is shorter). Double backward (``create_graph=True``) through a rebuilt tensor
+    raises ``RuntimeError``.
     """
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive int, got {group_size!r}")
     stages = list(stages)
+    if not torch.is_grad_enabled():
+        for coefficients, branch in stages:
+            x = _stage(x, coefficients(x), branch)
+        return x
     for start in range(0, len(stages), group_size):
-        tape = _Tape(x, stages[start:start + group_size])
-        if torch.is_grad_enabled():
-            x = checkpoint(tape.run, x, use_reentrant=False, preserve_rng_state=False)
-        else:
-            x = tape.run(x)
+        x = _Tape(x, maps).run(x, stages[start:start + group_size])
     return x
 
 
-class _Tape:
-    """One group: its stages, its input stream, the branch outputs ``F(h)`` of the first
-    pass and the branch inputs ``h`` of the latest recomputation.
+def _stage(x: torch.Tensor, coefficients: Coefficients,
+           branch: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    h_pre, h_res, h_post = coefficients
+    h, mixed = stream_mix(x, h_pre, h_res)
+    return stream_write(mixed, h_post, branch(h))
 
-    In the first pass each branch runs under saved-tensor hooks that keep what it saves
-    (detached: a saved output held with its ``grad_fn`` would be a reference cycle) except
-    its input ``h`` itself, which it gets back from the recomputation: a branch input is a
-    stream read, as cheap to recompute as the rest. A recomputation (the outputs already
-    stored) reuses ``F(h)`` instead of running the branch.
+
+class _Tape:
+    """One group: its input stream, per stage the coefficients and the branch output of the
+    forward pass, and the streams and reads rebuilt for the backward.
+
+    A saved stream or read is packed as its key ``("x", k)`` / ``("h", k)``, counted, and
+    unpacked from the rebuild; every other saved tensor is kept.
     """
 
-    def __init__(self, x: torch.Tensor, stages: list[Stage]) -> None:
-        self.input, self.stages = x, stages
+    def __init__(self, x: torch.Tensor, maps: bool) -> None:
+        self.input, self.maps = x.detach(), maps
+        self.coefficients: list[Coefficients] = []
+        self.grads: list[bool] = []  # with maps: whether each stage's stream requires grad
         self.outputs: list[torch.Tensor] = []
-        self.inputs: dict[int, torch.Tensor] = {}
-        self.reading: tuple[int, torch.Tensor] | None = None
+        self.uses: Counter[tuple[str, int]] = Counter()
+        self.rebuilt: dict[tuple[str, int], torch.Tensor] = {}
+        self.marked: dict[tuple[str, int], torch.Tensor] = {}  # during the forward only
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        # a recomputation repeats values the first pass checked: no host reads for them
-        with value_checks(False) if self.outputs else contextlib.nullcontext():
-            return self._run(x)
-
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
-        for index, (read, branch, write) in enumerate(self.stages):
-            h, state = read(x)
-            if index < len(self.outputs):  # recomputation
-                self.inputs[index] = h.detach()
-                out = self.outputs[index]
-            else:
-                self.reading = (index, h)
-                with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
-                    out = branch(h)
-                self.reading = None  # the hooks live on in the graph: do not hold h there
-                self.outputs.append(out)
-            x = write(state, out)
+    def run(self, x: torch.Tensor, stages: list[Stage]) -> torch.Tensor:
+        with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
+            for index, (coefficients, branch) in enumerate(stages):
+                self.marked = {("x", index): x}
+                if self.maps:
+                    values = checkpoint(self._coefficients, coefficients, index,
+                                        use_reentrant=False, preserve_rng_state=False)
+                else:
+                    values = coefficients(x)
+                self.coefficients.append(tuple(v.detach() for v in values))
+                h, mixed = stream_mix(x, values[0], values[1])
+                self.marked[("h", index)] = h
+                out = branch(h)
+                self.outputs.append(out.detach())
+                x = stream_write(mixed, values[2], out)
+        self.marked = {}  # the hooks live on in the graph: hold no stream there
         return x
 
-    def _pack(self, tensor: torch.Tensor) -> torch.Tensor | int:
-        index, h = self.reading
-        return index if tensor is h else tensor.detach()
+    def _coefficients(self, coefficients: Callable[[torch.Tensor], Coefficients], index: int
+                      ) -> Coefficients:
+        """``coefficients`` of stage ``index``'s stream: the live one in the forward pass, the
+        rebuilt one when the checkpoint reruns it (value checks off: checked values)."""
+        key = ("x", index)
+        if key in self.marked:
+            self.grads.append(self.marked[key].requires_grad)
+            return coefficients(self.marked[key])
+        if key not in self.rebuilt:
+            self._rebuild(key)
+        x = self.rebuilt[key] if self.uses[key] > 0 else self.rebuilt.pop(key)
+        # as in the forward (ops save for the gradients they will compute)
+        x = x.detach().requires_grad_(self.grads[index])
+        with value_checks(False):
+            return coefficients(x)
 
-    def _unpack(self, saved: torch.Tensor | int) -> torch.Tensor:
+    def _pack(self, tensor: torch.Tensor) -> torch.Tensor | tuple[str, int]:
+        for key, marked in self.marked.items():
+            if tensor is marked:
+                self.uses[key] += 1
+                return key
+        # detached: a saved output held with its grad_fn would be a reference cycle
+        return tensor if tensor.grad_fn is None else tensor.detach()
+
+    def _unpack(self, saved: torch.Tensor | tuple[str, int]) -> torch.Tensor:
         if isinstance(saved, torch.Tensor):
             return saved
         if torch.is_grad_enabled():
             raise RuntimeError("recompute_streams does not support double backward "
-                               "(create_graph=True) through a branch that saves its input")
-        if saved not in self.inputs:  # the backward reached the branch before any write
-            with torch.no_grad():
-                self.run(self.input)
-        return self.inputs[saved]
+                               "(create_graph=True) through a recomputed stream or read")
+        if saved not in self.rebuilt:
+            self._rebuild(saved)
+        tensor = self.rebuilt[saved]
+        self.uses[saved] -= 1
+        if self.uses[saved] <= 0:  # its last saver has it (a second backward rebuilds)
+            del self.rebuilt[saved]
+        return tensor
+
+    def _rebuild(self, wanted: tuple[str, int]) -> None:
+        """The group's streams and reads still to be unpacked (and ``wanted``) from its
+        input: the forward's stream operations on the same values (no grad), up to the
+        last stream needed."""
+        def needed(key: tuple[str, int]) -> bool:
+            return self.uses[key] > 0 or key == wanted
+
+        last = max(index for kind, index in [*self.uses, wanted] if needed((kind, index)))
+        x = self.input
+        with torch.no_grad():
+            for index, ((h_pre, h_res, h_post), out) in enumerate(
+                    zip(self.coefficients, self.outputs, strict=True)):
+                if needed(("x", index)):
+                    self.rebuilt["x", index] = x
+                if index == last and not needed(("h", index)):
+                    break
+                h, mixed = stream_mix(x, h_pre, h_res)
+                if needed(("h", index)):
+                    self.rebuilt["h", index] = h
+                if index == last:
+                    break
+                x = stream_write_(mixed, h_post, out)  # into the fresh mixed streams

@@ -36,7 +36,7 @@ __all__ = ["GPTConfig", "GPT", "CausalSelfAttention", "MLP", "Block", "EXECUTION
 #: :class:`GPTConfig` fields that choose how the model is computed, not what it computes (the
 #: parameters, the outputs and the gradients are the same either way): a run may change them
 #: on resume, and they are not part of its identity.
-EXECUTION_FIELDS = frozenset({"recompute"})
+EXECUTION_FIELDS = frozenset({"recompute", "recompute_maps"})
 
 
 @dataclass
@@ -58,6 +58,8 @@ class GPTConfig:
     # recompute the stream mixing in the backward pass (mHC Sec. 4.3): False, True (groups of
     # optimal_group_size(n, 2·n_layer) sublayers) or a group length L_r in sublayers
     recompute: bool | int = False
+    # with recompute: rerun the coefficient maps too instead of keeping their O(n²) per token
+    recompute_maps: bool = False
     # "default": a plain residual at step 0; "paper": the preset's reference code's start
     init: str = "default"
 
@@ -81,6 +83,10 @@ class GPTConfig:
                 not isinstance(self.recompute, bool) and self.recompute < 1):
             raise ValueError(f"GPTConfig.recompute must be a bool or a group length >= 1, got "
                              f"{self.recompute!r}")
+        check_bool(self.recompute_maps, "GPTConfig.recompute_maps")
+        if self.recompute_maps and not self.recompute:
+            raise ValueError("GPTConfig.recompute_maps=True needs recompute (True or a group "
+                             "length), got recompute=False")
         if self.init not in INITS:
             raise ValueError(f"GPTConfig.init must be one of {list(INITS)}, got {self.init!r}")
         if not isinstance(self.mixer_options, dict):
@@ -155,7 +161,8 @@ def hyper_connection(config: GPTConfig) -> Connection:
     def connect(branch: nn.Module, layer_index: int) -> nn.Module:
         return HyperConnection(config.n_embd, config.streams, config.mixer, branch=branch,
                                layer_index=layer_index, dynamic=config.dynamic,
-                               recompute=config.recompute, init=config.init,
+                               recompute=config.recompute,
+                               recompute_maps=config.recompute_maps, init=config.init,
                                **config.mixer_options)
 
     return connect
@@ -237,7 +244,8 @@ class GPT(nn.Module):
         x = expand_streams(x, self.config.streams)  # (B, T, C) -> (B, T, n, C)
         if self.config.recompute_group and torch.is_grad_enabled():  # else: nothing to save
             stages = [hc.stages() for block in self.transformer.h for hc in (block.attn, block.mlp)]
-            x = recompute_streams(x, stages, self.config.recompute_group)
+            x = recompute_streams(x, stages, self.config.recompute_group,
+                                  maps=self.config.recompute_maps)
         else:
             for block in self.transformer.h:
                 x = block(x)

@@ -107,11 +107,16 @@ class HyperConnection(nn.Module):
         norm_weight: learnable RMSNorm scale before the projection (default, as the
             references); ``False`` drops it (the mhckit <= 0.x block).
         init: ``"default"`` (a plain residual at step 0) or ``"paper"`` (the reference's).
-        recompute: ``False``; ``True`` or a group length ``L_r`` recomputes the read, the
-            mix and the write in the backward pass instead of keeping them (mHC, arXiv
-            2512.24880, Sec. 4.3; the branch is not rerun). Alone the block is a group of
-            one; a stack (:func:`mhckit.functional.recompute_streams` over :meth:`stages`,
-            as :class:`mhckit.models.GPT` does) groups ``L_r`` consecutive blocks.
+        recompute: ``False``; ``True`` or a group length ``L_r``: the streams inside a
+            group and the reads ``H_pre·x`` are not kept for the backward pass but rebuilt
+            from the group's input stream with the stored coefficients (mHC, arXiv
+            2512.24880, Sec. 4.3; neither the coefficient maps nor the branch are rerun).
+            Alone the block is a group of one; a stack
+            (:func:`mhckit.functional.recompute_streams` over :meth:`stages`, as
+            :class:`mhckit.models.GPT` does) groups ``L_r`` consecutive blocks.
+        recompute_maps: with ``recompute``, rerun the coefficient maps in the backward pass
+            too instead of keeping what they save (``O(n²)`` per token: the least memory,
+            for one more forward of the maps; ``maps=True`` of ``recompute_streams``).
         **options: preset options (e.g. ``s=2`` for ``go-mhc``, ``p`` for ``jpmhc-grassmann``).
     """
 
@@ -119,7 +124,7 @@ class HyperConnection(nn.Module):
                  branch: nn.Module | None = None, layer_index: int = 0, dynamic: bool = True,
                  *, riemannian: bool = False, gate_init: float = 0.01, norm_weight: bool = True,
                  init: str = "default", recompute: bool | int = False,
-                 **options: object) -> None:
+                 recompute_maps: bool = False, **options: object) -> None:
         super().__init__()
         self.dim = check_size(dim, "dim")
         self.n_streams = n = check_size(n_streams, "n_streams")
@@ -139,6 +144,10 @@ class HyperConnection(nn.Module):
             raise ValueError(f"recompute must be a bool or a group length >= 1, got "
                              f"{recompute!r}")
         self.recompute = recompute
+        self.recompute_maps = check_bool(recompute_maps, "recompute_maps")
+        if recompute_maps and not recompute:
+            raise ValueError("recompute_maps=True needs recompute (True or a group length), "
+                             "got recompute=False")
         if isinstance(mixer, Manifold):
             if options:
                 raise TypeError(f"options {sorted(options)} only apply to a preset name, "
@@ -281,30 +290,43 @@ class HyperConnection(nn.Module):
     # -- forward -----------------------------------------------------------------------
     def forward(self, x: torch.Tensor, *args: object, **kwargs: object) -> torch.Tensor:
         """``(..., n, C) -> (..., n, C)``; extra arguments go to the branch."""
-        stage = self.stages(*args, **kwargs)
         if self.recompute and self.manifold is not None:
-            return recompute_streams(x, [stage], 1)
-        read, branch, write = stage
-        h, state = read(x)
-        return write(state, branch(h))
+            return recompute_streams(x, [self.stages(*args, **kwargs)], 1,
+                                     maps=self.recompute_maps)
+        h, state = self.read(x)
+        return self.write(state, self._branch(h, args, kwargs))
 
     def stages(self, *args: object, **kwargs: object) -> Stage:
-        """The block as ``(read, branch, write)`` for
-        :func:`~mhckit.functional.recompute_streams`; extra arguments go to the branch."""
-        return self.read, lambda h: self._branch(h, args, kwargs), self.write
+        """The block as ``(coefficients, branch)`` for
+        :func:`~mhckit.functional.recompute_streams`: ``coefficients(x) -> (H_pre, H_res,
+        H_post)`` (:meth:`stream_coefficients`), ``branch(h) -> F(h)``; extra arguments go to
+        the branch."""
+        if self.manifold is None:
+            raise ValueError("mixer 'residual' has no stages to recompute (its block keeps "
+                             "only the branch's activations)")
+        return self.stream_coefficients, lambda h: self._branch(h, args, kwargs)
+
+    def stream_coefficients(self, x: torch.Tensor
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(H_pre, H_res, H_post)`` for checked streams ``x`` ``(..., n, C)``: shapes
+        ``(..., n)``, ``(..., n, n)`` (the matrix ``manifold.as_matrix`` of the point) and
+        ``(..., n)`` in ``x``'s dtype, per token when dynamic."""
+        self._check(x)
+        # x is checked (one read back); z = b + α·W·x needs no second (none while tracing)
+        with nullcontext() if torch.compiler.is_compiling() else value_checks(False):
+            h_pre, h_post, point = self.coefficients(x)
+        return h_pre, self.manifold.as_matrix(point), h_post.to(x.dtype)
 
     def read(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """The branch input ``H_pre·x`` ``(..., C)`` and the write's state ``(H_res·x,
         H_post)``: one :func:`~mhckit.functional.stream_mix` (it saves only ``x`` and the
         coefficients). ``residual``: the mean of the streams, and ``x``."""
-        self._check(x)
         if self.manifold is None:
+            self._check(x)
             return x.mean(dim=-2), (x, None)
-        # x is checked (one read back); z = b + α·W·x needs no second (none while tracing)
-        with nullcontext() if torch.compiler.is_compiling() else value_checks(False):
-            h_pre, h_post, point = self.coefficients(x)
-        read, mixed = stream_mix(x, h_pre, self.manifold.as_matrix(point))
-        return read, (mixed, h_post.to(x.dtype))
+        h_pre, h_res, h_post = self.stream_coefficients(x)
+        read, mixed = stream_mix(x, h_pre, h_res)
+        return read, (mixed, h_post)
 
     def write(self, state: tuple[torch.Tensor, torch.Tensor | None], out: torch.Tensor
               ) -> torch.Tensor:
@@ -336,4 +358,5 @@ class HyperConnection(nn.Module):
     def extra_repr(self) -> str:
         return (f"dim={self.dim}, n_streams={self.n_streams}, mixer={self.preset.name!r}, "
                 f"layer_index={self.layer_index}, dynamic={self.dynamic}, "
-                f"riemannian={self.riemannian}, recompute={self.recompute}")
+                f"riemannian={self.riemannian}, recompute={self.recompute}"
+                + (", recompute_maps=True" if self.recompute_maps else ""))
