@@ -236,14 +236,17 @@ def test_orthogonal_mixing_preserves_the_norm_of_each_channel(seed):
 
 
 @pytest.mark.parametrize("mixer", MIXERS)
-@pytest.mark.parametrize("recompute", [False, True])
-def test_bf16_autocast_trains_every_preset_with_the_constraint_map_in_float32(mixer, recompute):
+@pytest.mark.parametrize("recompute, maps", [(False, False), (True, False), (True, True)],
+                         ids=["stored", "recompute", "recompute-maps"])
+def test_bf16_autocast_trains_every_preset_with_the_constraint_map_in_float32(mixer, recompute,
+                                                                             maps):
     """Under a bf16 autocast (the GPU default of ``mhckit train``) forward and backward run for
     every preset, the gradients are finite and near the float32 ones, and ``H_res`` comes
     from the float32 constraint map: autocast used to run the Cayley maps' small matmuls in
     bf16, and their custom backward then met float32 cotangents (go-mhc and shc raised)."""
     torch.manual_seed(0)
-    hc = HyperConnection(16, 4, mixer, branch=nn.Linear(16, 16), recompute=recompute)
+    hc = HyperConnection(16, 4, mixer, branch=nn.Linear(16, 16), recompute=recompute,
+                         recompute_maps=maps)
     with torch.no_grad():  # a mixer away from its start, so every map has a gradient
         hc.projection.weight.normal_(0, 0.5)
     x = torch.randn(3, 5, 4, 16)

@@ -125,6 +125,14 @@ def test_without_grad_mode_it_is_the_plain_loop():
     assert torch.equal(out, plain)
 
 
+@pytest.mark.parametrize("stages, error", [
+    ([(torch.sin,)], TypeError), ([(torch.sin, "branch")], TypeError), (torch.sin, TypeError)])
+def test_bad_stages_raise_naming_them(stages, error):
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    with pytest.raises(error, match="stages"):
+        recompute_streams(x, stages, 1)
+
+
 def test_stream_write_in_place_gives_the_same_values():
     mixed, post, out = torch.randn(5, 4, 7), torch.rand(5, 4), torch.randn(5, 7)
     want = stream_write(mixed, post, out)
@@ -205,8 +213,9 @@ def run_training(args, code=PLAIN):
 
 @pytest.mark.parametrize("first", [["--recompute"], []], ids=["recompute", "switched-on"])
 def test_recompute_trains_and_resumes_after_sigkill_on_the_stored_trajectory(tmp_path, first):
-    """Killed with or without recompute, resumed with it: the run of the stored trajectory
-    (``recompute`` is an execution field, not part of the run's identity)."""
+    """Killed with or without recompute, resumed with it (and ``--recompute-maps``): the run
+    of the stored trajectory (``recompute``, ``recompute_maps`` are execution fields, not
+    part of the run's identity)."""
     args = ["--mixer", "mhc", "--n-layer", "2", "--n-head", "2", "--n-embd", "16",
             "--block-size", "16", "--batch-size", "4", "--eval-iters", "2", "--max-iters",
             "8", "--eval-interval", "4", "--checkpoint-interval", "3", "--lr-decay-iters",
@@ -216,7 +225,9 @@ def test_recompute_trains_and_resumes_after_sigkill_on_the_stored_trajectory(tmp
     killed = run_training([*args, *first, "--out", str(broken)], code=KILL_ON_SECOND_SAVE)
     assert killed.returncode == -9, killed.stderr
     assert load_checkpoint(broken)["config"]["model"]["recompute"] is bool(first)
-    resumed = run_training([*args, "--recompute", "--out", str(broken), "--resume"])
+    # resumed rerunning the coefficient maps too: another execution, the same trajectory
+    resumed = run_training([*args, "--recompute", "--recompute-maps", "--out", str(broken),
+                            "--resume"])
     assert resumed.returncode == 0, resumed.stderr
 
     def trajectory(run):  # every logged number but wall-clock ones and the run's identity
@@ -248,13 +259,15 @@ def test_two_process_ddp_with_recompute_follows_one_process_without(tmp_path):
 
 
 @pytest.mark.slow
-def test_recompute_under_torch_compile_gives_the_eager_gradients():
+@pytest.mark.parametrize("maps", [False, True], ids=["streams", "maps"])
+def test_recompute_under_torch_compile_gives_the_eager_gradients(maps):
     # each group is one graph break (its saved-tensor hooks), which dynamo runs eagerly:
     # correct, and the same memory
     def gradients(compile_):
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, mixer="mhc",
-                              recompute=compile_ or False))
+                              recompute=compile_ or False,
+                              recompute_maps=bool(compile_) and maps))
         run = torch.compile(model) if compile_ else model
         idx = torch.randint(65, (2, 8), generator=torch.Generator().manual_seed(1))
         run(idx, idx)[1].backward()

@@ -81,6 +81,13 @@ def recompute_streams(x: torch.Tensor, stages: Sequence[Stage], group_size: int,
     """
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1:
         raise ValueError(f"group_size must be a positive int, got {group_size!r}")
+    if not isinstance(stages, Sequence):
+        raise TypeError(f"stages must be a sequence of (coefficients, branch) pairs, got "
+                        f"{type(stages).__name__}")
+    for index, stage in enumerate(stages):
+        if not (isinstance(stage, tuple) and len(stage) == 2 and all(map(callable, stage))):
+            raise TypeError(f"stages[{index}] must be a (coefficients, branch) pair of "
+                            f"callables, got {stage!r}")
     stages = list(stages)
     if not torch.is_grad_enabled():
         for coefficients, branch in stages:
