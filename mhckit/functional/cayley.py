@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mhckit.functional.autocast import without_autocast
 from mhckit.functional.polar import polar_refine
 from mhckit.functional.small_inverse import inverse_values, inverse_vjp
 from mhckit.functional.validation import check_tensor
@@ -82,6 +83,7 @@ class _Cayley(torch.autograd.Function):
         return cayley_vjp(q, grad, ctx.base), None, None
 
 
+@without_autocast
 def cayley(a: torch.Tensor, base: torch.Tensor | None = None, *,
            refine: bool = False) -> torch.Tensor:
     """Cayley map ``Q = (I - A)^{-1} (I + A) = 2 (I - A)^{-1} - I`` of a skew ``A``

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from mhckit.functional.autocast import without_autocast
+
 __all__ = ["polar_refine"]
 
 
+@without_autocast
 def polar_refine(q: torch.Tensor, steps: int = 2) -> torch.Tensor:
     """Refine a nearly orthogonal ``q`` (shape ``(..., m, m)``) towards its polar factor.
 

@@ -31,6 +31,7 @@ from abc import abstractmethod
 import geoopt
 import torch
 
+from mhckit.functional.autocast import without_autocast
 from mhckit.functional.validation import check_dtype, check_size, check_tensor
 
 __all__ = ["Manifold", "SquareManifold", "default_atol", "check_tensor", "check_size",
@@ -66,7 +67,21 @@ class Manifold(geoopt.Manifold):
     ``egrad2rgrad``, ``retr``, ``transp``, ``inner``, ``random``, ``origin``,
     ``parametrize``, ``identity_param``, ``constraint_error`` and the properties
     ``shape`` and ``param_shape``.
+
+    Every subclass's ``parametrize`` and ``as_matrix`` run with autocast off (wrapped when
+    the class is made, :func:`~mhckit.functional.autocast.without_autocast`): the map onto
+    the set and the mixer it gives are computed in ``z``'s precision (float32 at least)
+    under a bf16 ``torch.autocast`` too, as mHC computes its Sinkhorn, and a user-built set
+    gets the same.
     """
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("parametrize", "as_matrix"):
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "__isabstractmethod__", False) \
+                    and not getattr(method, "without_autocast", False):
+                setattr(cls, name, without_autocast(method))
 
     ndim = 2
     reversible = False

@@ -9,7 +9,6 @@ import geoopt
 import torch
 from torch import nn
 
-from mhckit.functional.autocast import autocast_off
 from mhckit.functional.rms_norm_linear import rms_norm_linear
 from mhckit.functional.stream_mix import stream_mix, stream_write
 from mhckit.functional.stream_recompute import Stage, recompute_streams
@@ -248,13 +247,8 @@ class HyperConnection(nn.Module):
         h_post = stream_weights(self.preset.post, a_post)
         if a_res is None:
             point = self.res
-        else:
-            # the constraint map in the logits' precision (float32 under a bf16 autocast, as
-            # mHC computes it): autocast would run its small matmuls in bf16, and a custom
-            # backward then meets float32 cotangents (go-mhc, shc failed so)
-            with autocast_off(a_res.device.type):
-                point = self.manifold.parametrize(
-                    a_res.unflatten(-1, self.manifold.param_shape))
+        else:  # in the logits' precision under a bf16 autocast too (Manifold.parametrize)
+            point = self.manifold.parametrize(a_res.unflatten(-1, self.manifold.param_shape))
         return h_pre, h_post, point
 
     def _res_dynamic(self, part: torch.Tensor) -> torch.Tensor:
