@@ -11,8 +11,13 @@ CPU time of this thread (``time.thread_time``), median of ``--rounds`` rounds of
 ``--repeat`` calls each, so other jobs on a shared machine do not enter; run with one thread
 (the default ``--threads 1``).
 
+With ``--compile`` a third column times the same forward + backward with the read and
+the write under ``torch.compile`` (inductor; compiled in an untimed warm-up): what fusing
+the stream passes by the compiler gains.
+
     python benchmarks/hc_block.py [--widths 128,512] [--n-streams 4] [--tokens 768]
                                   [--mixers hc,mhc,...] [--rounds 5] [--repeat 10]
+                                  [--compile]
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the read and write under torch.compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     n = args.n_streams
@@ -58,8 +65,9 @@ def main() -> None:
         print(f"\nnon-branch block, T {args.tokens}, n {n}, C {width}; torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads, thread clock, median "
               f"of {args.rounds} x {args.repeat}")
-        print("| mixer | fwd (ms) | fwd+bwd (ms) |")
-        print("|---|---:|---:|")
+        extra = " compiled fwd+bwd (ms) |" if args.compile else ""
+        print(f"| mixer | fwd (ms) | fwd+bwd (ms) |{extra}")
+        print("|---|---:|---:|" + ("---:|" if args.compile else ""))
         for mixer in args.mixers.split(","):
             torch.manual_seed(args.seed)
             block = HyperConnection(width, n, mixer)
@@ -67,17 +75,29 @@ def main() -> None:
             noise = torch.randn(args.tokens, width)
             grad = torch.randn(args.tokens, n, width)
 
-            def forward(block=block, x=x, noise=noise) -> torch.Tensor:
+            def block_part(x, noise, block=block) -> torch.Tensor:
+                read, state = block.read(x)
+                return block.write(state, read + noise)
+
+            def forward(part=block_part, x=x, noise=noise) -> torch.Tensor:
                 with value_checks(False):
-                    read, state = block.read(x)
-                    return block.write(state, read + noise)
+                    return part(x, noise)
 
             def step(forward=forward, grad=grad) -> None:
                 forward().backward(grad)
 
             fwd = median_ms(forward, args.rounds, args.repeat)
             both = median_ms(step, args.rounds, args.repeat)
-            print(f"| {mixer} | {fwd:.2f} | {both:.2f} |", flush=True)
+            row = f"| {mixer} | {fwd:.2f} | {both:.2f} |"
+            if args.compile:
+                compiled = torch.compile(block_part)
+
+                def compiled_step(part=compiled, step=step, forward=forward) -> None:
+                    step(lambda: forward(part))
+
+                compiled_step()  # compiles forward and backward, untimed
+                row += f" {median_ms(compiled_step, args.rounds, args.repeat):.2f} |"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -104,6 +104,23 @@ def test_generic_stages_give_the_plain_loops_gradients_bit_for_bit(maps, group):
     assert all(torch.equal(a, b) for a, b in zip(want, again, strict=True))
 
 
+@pytest.mark.parametrize("maps", [False, True], ids=["streams", "maps"])
+def test_each_group_is_rebuilt_once_per_backward(monkeypatch, maps):
+    """The rebuild runs once per group, whatever order the backward asks for the streams in
+    (with ``maps`` the checkpoint's rerun of the coefficients is one more user of each)."""
+    from mhckit.functional import stream_recompute
+
+    calls = []
+    rebuild = stream_recompute._Tape._rebuild
+    monkeypatch.setattr(stream_recompute._Tape, "_rebuild",
+                        lambda tape, wanted: calls.append(wanted) or rebuild(tape, wanted))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**SMALL, mixer="mhc", recompute=2, recompute_maps=maps))
+    idx = torch.randint(65, (2, 8))
+    model(idx, idx)[1].backward()
+    assert len(calls) == 3  # 6 sublayers in groups of 2
+
+
 def test_double_backward_through_a_rebuilt_stream_raises():
     stages, _ = generic_stages(6, 3, 2)
     x = torch.randn(4, 3, 6, dtype=torch.float64, requires_grad=True)

@@ -55,10 +55,11 @@ def recompute_streams(x: torch.Tensor, stages: Sequence[Stage], group_size: int,
     and their reads ``h = H_pre·x`` (the branch input), which are replaced by a
     placeholder. When the backward pass first asks for one of them, the group's streams
     and reads are rebuilt from the group's input with the stored coefficients and branch
-    outputs, ``x_{k+1} = H_res,k·x_k + H_post,kᵀ·F_k`` (one batched matmul and one fused
-    multiply-add per stage, without grad), and each is dropped once its last saver has
-    used it. Nothing else is rerun: not the coefficient maps (Sinkhorn, Cayley solves; what
-    they keep is ``O(n²)`` per token, against the stream's ``n·C``), not the branches.
+    outputs, ``x_{k+1} = H_res,k·x_k + H_post,kᵀ·F_k`` (per stage one
+    :func:`~mhckit.functional.stream_mix` and one multiply-add in place, without grad), and
+    each is dropped once its last saver has used it. Nothing else is rerun: not the
+    coefficient maps (Sinkhorn, Cayley solves; what they keep is ``O(n²)`` per token,
+    against the stream's ``n·C``), not the branches.
 
     Kept per group: its input stream (``n·C`` per token; the first group's is the
     caller's ``x``, e.g. an embedding expanded without a copy); per stage the
@@ -126,7 +127,8 @@ class _Tape:
         with torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack):
             for index, (coefficients, branch) in enumerate(stages):
                 self.marked = {("x", index): x}
-                if self.maps:
+                if self.maps:  # the checkpoint's rerun takes the rebuilt stream once more
+                    self.uses["x", index] += 1
                     values = checkpoint(self._coefficients, coefficients, index,
                                         use_reentrant=False, preserve_rng_state=False)
                 else:
@@ -148,11 +150,8 @@ class _Tape:
         if key in self.marked:
             self.grads.append(self.marked[key].requires_grad)
             return coefficients(self.marked[key])
-        if key not in self.rebuilt:
-            self._rebuild(key)
-        x = self.rebuilt[key] if self.uses[key] > 0 else self.rebuilt.pop(key)
         # as in the forward (ops save for the gradients they will compute)
-        x = x.detach().requires_grad_(self.grads[index])
+        x = self._take(key).detach().requires_grad_(self.grads[index])
         with value_checks(False):
             return coefficients(x)
 
@@ -170,12 +169,17 @@ class _Tape:
         if torch.is_grad_enabled():
             raise RuntimeError("recompute_streams does not support double backward "
                                "(create_graph=True) through a recomputed stream or read")
-        if saved not in self.rebuilt:
-            self._rebuild(saved)
-        tensor = self.rebuilt[saved]
-        self.uses[saved] -= 1
-        if self.uses[saved] <= 0:  # its last saver has it (a second backward rebuilds)
-            del self.rebuilt[saved]
+        return self._take(saved)
+
+    def _take(self, key: tuple[str, int]) -> torch.Tensor:
+        """A rebuilt stream or read for one of its users, dropped after the last one (a
+        second backward rebuilds it)."""
+        if key not in self.rebuilt:
+            self._rebuild(key)
+        tensor = self.rebuilt[key]
+        self.uses[key] -= 1
+        if self.uses[key] <= 0:
+            del self.rebuilt[key]
         return tensor
 
     def _rebuild(self, wanted: tuple[str, int]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from mhckit.functional import cayley, cayley_frame, iterative_cayley_frame, polar_refine
+from mhckit.functional.small_inverse import small_inverse
 from mhckit.functional.value_checks import value_checks_enabled
 from mhckit.manifolds.base import CAYLEY_BOUND, Manifold, check_size, check_tensor
 
@@ -70,9 +71,10 @@ class _CayleyColumns(torch.autograd.Function):
     :func:`~mhckit.functional.polar_refine`, which moves ``Y`` by rounding only and whose
     derivative along the frame's tangent directions is the identity, so, as in
     :func:`~mhckit.functional.cayley`, it is not differentiated. Backward, with
-    ``G = [G_t; G_b] = ∂L/∂Y`` and ``R = Nᵀ (G_t + BᵀG_b) Nᵀ`` (float64, one ``p x p``
-    solve for ``Nᵀ``): ``∂L/∂S = 2R``, ``∂L/∂B = 2 G_b Nᵀ − 2B (R + Rᵀ)``. Where autograd
-    kept the float64 frame, its solve (LU, pivots, solution) and the refinement's products,
+    ``G = [G_t; G_b] = ∂L/∂Y`` and ``R = Nᵀ (G_t + BᵀG_b) Nᵀ`` (float64; ``N`` by the
+    unrolled elimination of :func:`~mhckit.functional.small_inverse.small_inverse`, no
+    solver call): ``∂L/∂S = 2R``, ``∂L/∂B = 2 G_b Nᵀ − 2B (R + Rᵀ)``. Where autograd kept
+    the float64 frame, its solve (LU, pivots, solution) and the refinement's products,
     this keeps ``z``; the backward is differentiable again (it recomputes from ``z``).
     """
 
@@ -92,7 +94,8 @@ class _CayleyColumns(torch.autograd.Function):
         lower = b[..., p:, :]
         eye = torch.eye(p, dtype=torch.float64, device=z.device)
         m = eye + lower.mT @ lower if omega is None else eye - omega + lower.mT @ lower
-        transposed_inverse = torch.linalg.solve(m.mT, eye.expand_as(m))
+        # (M⁻¹)ᵀ by the unrolled elimination: no solver call, no host synchronisation
+        transposed_inverse = small_inverse(m).mT
         grad = grad.double()
         top, bottom = grad[..., :p, :], grad[..., p:, :]
         r = transposed_inverse @ (top + lower.mT @ bottom) @ transposed_inverse
