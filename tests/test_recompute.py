@@ -83,17 +83,22 @@ def generic_stages(C, n, count):
     return [(coefficients, branches[k % 3]) for k in range(count)], params
 
 
+def plain_loop(x, stages):
+    """The stages without recompute: ``x <- H_res·x + H_postᵀ·F(H_pre·x)`` in turn."""
+    for coefficients, branch in stages:
+        h_pre, h_res, h_post = coefficients(x)
+        h, mixed = stream_mix(x, h_pre, h_res)
+        x = stream_write(mixed, h_post, branch(h))
+    return x
+
+
 @pytest.mark.parametrize("maps", [False, True])
 @pytest.mark.parametrize("group", [1, 2, 5])
 def test_generic_stages_give_the_plain_loops_gradients_bit_for_bit(maps, group):
     C, n = 6, 3
     stages, params = generic_stages(C, n, 5)
     x = torch.randn(2, 4, n, C, dtype=torch.float64, requires_grad=True)
-    plain = x
-    for coefficients, branch in stages:
-        h_pre, h_res, h_post = coefficients(plain)
-        h, mixed = stream_mix(plain, h_pre, h_res)
-        plain = stream_write(mixed, h_post, branch(h))
+    plain = plain_loop(x, stages)
     want = torch.autograd.grad(plain.square().sum(), [x, *params])
     out = recompute_streams(x, stages, group, maps=maps)
     got = torch.autograd.grad(out.square().sum(), [x, *params], retain_graph=True)
@@ -134,11 +139,7 @@ def test_without_grad_mode_it_is_the_plain_loop():
     x = torch.randn(4, 3, 6, dtype=torch.float64)
     with torch.no_grad():
         out = recompute_streams(x, stages, 2)
-    plain = x
-    for coefficients, branch in stages:
-        h_pre, h_res, h_post = coefficients(plain)
-        h, mixed = stream_mix(plain, h_pre, h_res)
-        plain = stream_write(mixed, h_post, branch(h))
+    plain = plain_loop(x, stages)
     assert torch.equal(out, plain)
 
 

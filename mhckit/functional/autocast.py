@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -35,8 +36,8 @@ def without_autocast(fn: F) -> F:
     backward would meet bf16 forward values with float32 cotangents (``RuntimeError``)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        tensor = next((a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)),
-                      None)
+        tensor = next((a for a in itertools.chain(args, kwargs.values())
+                       if isinstance(a, torch.Tensor)), None)
         with autocast_off("cpu" if tensor is None else tensor.device.type):
             return fn(*args, **kwargs)
 

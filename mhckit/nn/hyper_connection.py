@@ -302,7 +302,7 @@ class HyperConnection(nn.Module):
 
     def stream_coefficients(self, x: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(H_pre, H_res, H_post)`` for checked streams ``x`` ``(..., n, C)``: shapes
+        """``(H_pre, H_res, H_post)`` for streams ``x`` ``(..., n, C)`` (checked here): shapes
         ``(..., n)``, ``(..., n, n)`` (the matrix ``manifold.as_matrix`` of the point) and
         ``(..., n)`` in ``x``'s dtype, per token when dynamic."""
         self._check(x)
